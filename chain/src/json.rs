@@ -1,0 +1,400 @@
+//! The JSON subset our artifacts use: a strict pull parser and a writer.
+//!
+//! Objects must list their keys in the documented order (docs/FORMAT.md), so
+//! a reader walks them with `key("name")` calls and never builds a tree: no
+//! allocation on the hot path, and a duplicate, missing, unknown or reordered
+//! key is simply malformed. Whitespace between tokens is allowed (so a
+//! pretty-printed bundle still reads); numbers are non-negative integers in
+//! one spelling; strings are UTF-8 with the standard escapes.
+
+use std::borrow::Cow;
+
+use crate::limits::JSON_DEPTH_MAX;
+
+/// The input is not the expected JSON. Callers map this to a failure reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Malformed;
+
+pub type Parsed<T> = Result<T, Malformed>;
+
+#[derive(Debug)]
+pub struct Parser<'a> {
+    text: &'a str,
+    pos: usize,
+    depth: usize,
+    /// Whether the current object or array has had an element yet.
+    first: bool,
+}
+
+impl<'a> Parser<'a> {
+    pub fn new(text: &'a str) -> Parser<'a> {
+        Parser { text, pos: 0, depth: 0, first: true }
+    }
+
+    fn bytes(&self) -> &'a [u8] {
+        self.text.as_bytes()
+    }
+
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes().get(self.pos) {
+            self.pos += 1;
+        }
+    }
+
+    fn peek(&mut self) -> Option<u8> {
+        self.ws();
+        self.bytes().get(self.pos).copied()
+    }
+
+    fn eat(&mut self, c: u8) -> Parsed<()> {
+        if self.peek() == Some(c) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            Err(Malformed)
+        }
+    }
+
+    fn eat_literal(&mut self, lit: &str) -> Parsed<()> {
+        self.ws();
+        if self.text[self.pos..].starts_with(lit) {
+            self.pos += lit.len();
+            Ok(())
+        } else {
+            Err(Malformed)
+        }
+    }
+
+    /// Everything consumed, apart from trailing whitespace.
+    pub fn end(&mut self) -> Parsed<()> {
+        if self.peek().is_none() && self.depth == 0 { Ok(()) } else { Err(Malformed) }
+    }
+
+    pub fn begin_object(&mut self) -> Parsed<()> {
+        self.open(b'{')
+    }
+
+    pub fn end_object(&mut self) -> Parsed<()> {
+        self.close(b'}')
+    }
+
+    pub fn begin_array(&mut self) -> Parsed<()> {
+        self.open(b'[')
+    }
+
+    fn open(&mut self, c: u8) -> Parsed<()> {
+        if self.depth == JSON_DEPTH_MAX {
+            return Err(Malformed);
+        }
+        self.eat(c)?;
+        self.depth += 1;
+        self.first = true;
+        Ok(())
+    }
+
+    fn close(&mut self, c: u8) -> Parsed<()> {
+        self.eat(c)?;
+        self.depth -= 1;
+        self.first = false;
+        Ok(())
+    }
+
+    fn comma(&mut self) -> Parsed<()> {
+        if self.first {
+            self.first = false;
+            Ok(())
+        } else {
+            self.eat(b',')
+        }
+    }
+
+    /// Expects the next member to be `name` and positions at its value.
+    pub fn key(&mut self, name: &str) -> Parsed<()> {
+        self.comma()?;
+        self.eat(b'"')?;
+        if !self.text[self.pos..].starts_with(name) {
+            return Err(Malformed);
+        }
+        self.pos += name.len();
+        // The key must end here; a key with an escape is never one of ours.
+        if self.bytes().get(self.pos) != Some(&b'"') {
+            return Err(Malformed);
+        }
+        self.pos += 1;
+        self.eat(b':')
+    }
+
+    /// If the next member is `name`, consumes its key and returns true.
+    pub fn optional_key(&mut self, name: &str) -> Parsed<bool> {
+        if self.peek() == Some(b'}') {
+            return Ok(false);
+        }
+        let saved = (self.pos, self.first);
+        match self.key(name) {
+            Ok(()) => Ok(true),
+            Err(Malformed) => {
+                (self.pos, self.first) = saved;
+                Ok(false)
+            }
+        }
+    }
+
+    /// Before each element of an array: true if one follows, false after `]`.
+    pub fn next_element(&mut self) -> Parsed<bool> {
+        if self.peek() == Some(b']') {
+            self.close(b']')?;
+            return Ok(false);
+        }
+        self.comma()?;
+        Ok(true)
+    }
+
+    pub fn is_null(&mut self) -> Parsed<bool> {
+        if self.peek() == Some(b'n') {
+            self.eat_literal("null")?;
+            self.first = false;
+            Ok(true)
+        } else {
+            Ok(false)
+        }
+    }
+
+    /// A non-negative integer without sign, fraction, exponent or leading zero.
+    pub fn u64(&mut self) -> Parsed<u64> {
+        self.ws();
+        let start = self.pos;
+        let b = self.bytes();
+        while self.pos < b.len() && b[self.pos].is_ascii_digit() {
+            self.pos += 1;
+        }
+        let digits = &self.text[start..self.pos];
+        if matches!(b.get(self.pos), Some(b'.' | b'e' | b'E')) {
+            return Err(Malformed);
+        }
+        crate::note::parse_decimal_u64(digits).ok_or(Malformed)
+    }
+
+    /// A string; borrowed when it has no escapes.
+    pub fn string(&mut self) -> Parsed<Cow<'a, str>> {
+        self.eat(b'"')?;
+        let b = self.bytes();
+        let start = self.pos;
+        let mut i = start;
+        while i < b.len() {
+            match b[i] {
+                b'"' => {
+                    self.pos = i + 1;
+                    return Ok(Cow::Borrowed(&self.text[start..i]));
+                }
+                b'\\' => break,
+                c if c < 0x20 => return Err(Malformed),
+                _ => i += 1,
+            }
+        }
+        let mut out = String::from(&self.text[start..i]);
+        loop {
+            let c = *b.get(i).ok_or(Malformed)?;
+            match c {
+                b'"' => {
+                    self.pos = i + 1;
+                    return Ok(Cow::Owned(out));
+                }
+                b'\\' => {
+                    let e = *b.get(i + 1).ok_or(Malformed)?;
+                    i += 2;
+                    match e {
+                        b'"' => out.push('"'),
+                        b'\\' => out.push('\\'),
+                        b'/' => out.push('/'),
+                        b'b' => out.push('\u{8}'),
+                        b'f' => out.push('\u{c}'),
+                        b'n' => out.push('\n'),
+                        b'r' => out.push('\r'),
+                        b't' => out.push('\t'),
+                        b'u' => {
+                            let hi = hex4(b, i)?;
+                            i += 4;
+                            let code = if (0xd800..0xdc00).contains(&hi) {
+                                if b.get(i..i + 2) != Some(b"\\u") {
+                                    return Err(Malformed);
+                                }
+                                let lo = hex4(b, i + 2)?;
+                                if !(0xdc00..0xe000).contains(&lo) {
+                                    return Err(Malformed);
+                                }
+                                i += 6;
+                                0x10000 + ((hi - 0xd800) << 10) + (lo - 0xdc00)
+                            } else {
+                                hi
+                            };
+                            out.push(char::from_u32(code).ok_or(Malformed)?);
+                        }
+                        _ => return Err(Malformed),
+                    }
+                }
+                c if c < 0x20 => return Err(Malformed),
+                _ => {
+                    // Copy one whole UTF-8 character.
+                    let ch = self.text[i..].chars().next().ok_or(Malformed)?;
+                    out.push(ch);
+                    i += ch.len_utf8();
+                }
+            }
+        }
+    }
+}
+
+fn hex4(b: &[u8], at: usize) -> Parsed<u32> {
+    let digits = b.get(at..at + 4).ok_or(Malformed)?;
+    let mut v = 0u32;
+    for &d in digits {
+        let n = (d as char).to_digit(16).ok_or(Malformed)?;
+        v = v * 16 + n;
+    }
+    Ok(v)
+}
+
+/// Appends `text` as a JSON string: `"` and `\` escaped, control characters as
+/// `\n`, `\r`, `\t` or `\u00XX`, everything else verbatim. One spelling per string.
+pub fn write_string(out: &mut Vec<u8>, text: &str) {
+    out.push(b'"');
+    let bytes = text.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        if escape.is_empty() {
+            out.extend_from_slice(format!("\\u{b:04x}").as_bytes());
+        } else {
+            out.extend_from_slice(escape);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+/// Appends a decimal integer.
+pub fn write_u64(out: &mut Vec<u8>, value: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut v = value;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roundtrip(text: &str) {
+        let mut out = Vec::new();
+        write_string(&mut out, text);
+        let encoded = String::from_utf8(out).unwrap();
+        let mut p = Parser::new(&encoded);
+        assert_eq!(p.string().unwrap(), text);
+        p.end().unwrap();
+    }
+
+    #[test]
+    fn strings_round_trip() {
+        for s in ["", "plain", "q\"uote", "back\\slash", "nl\nx", "\u{1}\u{1f}", "é€😀", "/"] {
+            roundtrip(s);
+        }
+    }
+
+    #[test]
+    fn string_escapes() {
+        let check = |json: &str, expected: Option<&str>| {
+            let mut p = Parser::new(json);
+            assert_eq!(p.string().ok().as_deref(), expected, "{json}");
+        };
+        check(r#""\u0041\n\/""#, Some("A\n/"));
+        check(r#""\ud83d\ude00""#, Some("😀"));
+        check(r#""\ud83d""#, None);
+        check(r#""\x""#, None);
+        check("\"a\u{1}\"", None);
+        check(r#""open"#, None);
+    }
+
+    #[test]
+    fn numbers_one_spelling() {
+        let check = |json: &str, expected: Option<u64>| {
+            let mut p = Parser::new(json);
+            let got = p.u64().and_then(|v| p.end().map(|_| v)).ok();
+            assert_eq!(got, expected, "{json}");
+        };
+        check("0", Some(0));
+        check(" 42 ", Some(42));
+        check("18446744073709551615", Some(u64::MAX));
+        for bad in ["", "-1", "01", "1.0", "1e3", "18446744073709551616", "+1", "1a"] {
+            check(bad, None);
+        }
+        let mut out = Vec::new();
+        write_u64(&mut out, u64::MAX);
+        assert_eq!(out, b"18446744073709551615");
+    }
+
+    #[test]
+    fn ordered_keys() {
+        let parse = |json: &str| -> Parsed<(u64, Option<u64>)> {
+            let mut p = Parser::new(json);
+            p.begin_object()?;
+            p.key("a")?;
+            let a = p.u64()?;
+            let b = if p.optional_key("b")? { Some(p.u64()?) } else { None };
+            p.end_object()?;
+            p.end()?;
+            Ok((a, b))
+        };
+        assert_eq!(parse(r#"{"a":1,"b":2}"#), Ok((1, Some(2))));
+        assert_eq!(parse(r#"{ "a" : 1 }"#), Ok((1, None)));
+        assert_eq!(parse(r#"{"b":2,"a":1}"#), Err(Malformed));
+        assert_eq!(parse(r#"{"a":1,"a":1}"#), Err(Malformed));
+        assert_eq!(parse(r#"{"a":1,"c":1}"#), Err(Malformed));
+        assert_eq!(parse(r#"{"ab":1}"#), Err(Malformed));
+        assert_eq!(parse(r#"{"a":1,}"#), Err(Malformed));
+        assert_eq!(parse(r#"{"a":1}x"#), Err(Malformed));
+        assert_eq!(parse(r#"{"a":1"#), Err(Malformed));
+    }
+
+    #[test]
+    fn arrays_and_depth() {
+        let parse = |json: &str| -> Parsed<Vec<u64>> {
+            let mut p = Parser::new(json);
+            p.begin_array()?;
+            let mut v = Vec::new();
+            while p.next_element()? {
+                v.push(p.u64()?);
+            }
+            p.end()?;
+            Ok(v)
+        };
+        assert_eq!(parse("[]"), Ok(vec![]));
+        assert_eq!(parse("[1, 2,3]"), Ok(vec![1, 2, 3]));
+        assert_eq!(parse("[1,]"), Err(Malformed));
+        assert_eq!(parse("[,1]"), Err(Malformed));
+        assert_eq!(parse("[1 2]"), Err(Malformed));
+        let mut p = Parser::new("[[[[[[[[[1]]]]]]]]]");
+        let mut depth = 0;
+        while p.begin_array().is_ok() {
+            depth += 1;
+        }
+        assert_eq!(depth, JSON_DEPTH_MAX);
+    }
+}
