@@ -1,0 +1,3 @@
+//! annal-bench: benchmark drivers and artifact generators (being written).
+
+fn main() {}

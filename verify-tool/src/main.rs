@@ -1,0 +1,3 @@
+//! annal-verify: the offline verifier (being written).
+
+fn main() {}
