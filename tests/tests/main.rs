@@ -1,0 +1,4 @@
+//! annal's workspace-level test binary: structural rules (tidy) now, black-box
+//! tests against the real `annald` binary as the daemon lands.
+
+mod tidy;
