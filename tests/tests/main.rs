@@ -1,4 +1,6 @@
 //! annal's workspace-level test binary: structural rules (tidy) now, black-box
 //! tests against the real `annald` binary as the daemon lands.
 
+mod harness;
+mod serve;
 mod tidy;

@@ -1,0 +1,272 @@
+//! Configuration: one TOML file (unknown keys refused), `ANNAL_*` environment
+//! overrides, then command-line flags; validated before anything starts.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::limits;
+
+/// Where the daemon runs; production refuses every development convenience.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    Production,
+    Staging,
+    #[default]
+    Development,
+}
+
+impl Environment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Production => "production",
+            Environment::Staging => "staging",
+            Environment::Development => "development",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Environment> {
+        match text {
+            "production" => Some(Environment::Production),
+            "staging" => Some(Environment::Staging),
+            "development" => Some(Environment::Development),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub header_read_timeout_ms: u64,
+    pub request_timeout_ms: u64,
+    pub connections_max: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7878)),
+            header_read_timeout_ms: limits::HEADER_READ_TIMEOUT_MS_DEFAULT,
+            request_timeout_ms: limits::REQUEST_TIMEOUT_MS_DEFAULT,
+            connections_max: limits::CONNECTIONS_MAX_DEFAULT,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    pub data_dir: PathBuf,
+}
+
+impl Default for StorageConfig {
+    fn default() -> StorageConfig {
+        StorageConfig { data_dir: PathBuf::from("./annal-data") }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownConfig {
+    pub grace_ms: u64,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> ShutdownConfig {
+        ShutdownConfig { grace_ms: limits::SHUTDOWN_GRACE_MS_DEFAULT }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub environment: Environment,
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub shutdown: ShutdownConfig,
+}
+
+/// Why a configuration was refused. Every variant names what is wrong; the
+/// binary maps all of them to exit code 78 (EX_CONFIG).
+#[derive(Debug)]
+pub enum ConfigError {
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    TooLarge {
+        path: PathBuf,
+    },
+    Parse {
+        path: PathBuf,
+        message: String,
+    },
+    Env {
+        name: &'static str,
+        value: String,
+    },
+    OutOfRange {
+        key: &'static str,
+        value: String,
+        range: String,
+    },
+    /// Production must name its config file: no embedded defaults there.
+    ProductionNeedsFile,
+}
+
+impl core::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ConfigError::Read { path, error } => write!(f, "cannot read config {}: {error}", path.display()),
+            ConfigError::TooLarge { path } => write!(f, "config {} is larger than 1 MiB", path.display()),
+            ConfigError::Parse { path, message } => write!(f, "config {}: {message}", path.display()),
+            ConfigError::Env { name, value } => {
+                write!(f, "environment variable {name}={value:?} is not valid")
+            }
+            ConfigError::OutOfRange { key, value, range } => {
+                write!(f, "config key {key} = {value} is outside {range}")
+            }
+            ConfigError::ProductionNeedsFile => f.write_str(
+                "environment is production but no --config file was given; refusing embedded defaults",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Flags that override the file and the environment.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Config {
+    /// Reads the file (if any), applies `ANNAL_*` variables from `env`, then
+    /// the flags, then validates.
+    pub fn load(
+        file: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+        overrides: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let mut config = match file {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(v) = env("ANNAL_ENVIRONMENT") {
+            config.environment =
+                Environment::parse(&v).ok_or(ConfigError::Env { name: "ANNAL_ENVIRONMENT", value: v })?;
+        }
+        if let Some(v) = env("ANNAL_LISTEN") {
+            config.server.listen =
+                v.parse().map_err(|_| ConfigError::Env { name: "ANNAL_LISTEN", value: v })?;
+        }
+        if let Some(v) = env("ANNAL_DATA_DIR") {
+            config.storage.data_dir = PathBuf::from(v);
+        }
+        if let Some(listen) = overrides.listen {
+            config.server.listen = listen;
+        }
+        if let Some(dir) = &overrides.data_dir {
+            config.storage.data_dir = dir.clone();
+        }
+        if file.is_none() && config.environment == Environment::Production {
+            return Err(ConfigError::ProductionNeedsFile);
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        use std::io::Read as _;
+        let file =
+            std::fs::File::open(path).map_err(|error| ConfigError::Read { path: path.into(), error })?;
+        let mut text = String::new();
+        file.take(limits::CONFIG_FILE_BYTES_MAX + 1)
+            .read_to_string(&mut text)
+            .map_err(|error| ConfigError::Read { path: path.into(), error })?;
+        if text.len() as u64 > limits::CONFIG_FILE_BYTES_MAX {
+            return Err(ConfigError::TooLarge { path: path.into() });
+        }
+        toml::from_str(&text)
+            .map_err(|e| ConfigError::Parse { path: path.into(), message: e.message().to_owned() })
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        fn check<T: PartialOrd + core::fmt::Debug + core::fmt::Display>(
+            key: &'static str,
+            value: T,
+            range: &core::ops::RangeInclusive<T>,
+        ) -> Result<(), ConfigError> {
+            if range.contains(&value) {
+                Ok(())
+            } else {
+                Err(ConfigError::OutOfRange { key, value: value.to_string(), range: format!("{range:?}") })
+            }
+        }
+        let s = &self.server;
+        check(
+            "server.header_read_timeout_ms",
+            s.header_read_timeout_ms,
+            &limits::HEADER_READ_TIMEOUT_MS_RANGE,
+        )?;
+        check("server.request_timeout_ms", s.request_timeout_ms, &limits::REQUEST_TIMEOUT_MS_RANGE)?;
+        check("server.connections_max", s.connections_max, &limits::CONNECTIONS_MAX_RANGE)?;
+        check("shutdown.grace_ms", self.shutdown.grace_ms, &limits::SHUTDOWN_GRACE_MS_RANGE)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_text(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = std::env::temp_dir().join(format!("annal-config-test-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("annal.toml");
+        std::fs::write(&path, text).unwrap();
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+        let lookup = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let result = Config::load(Some(&path), &lookup, &Overrides::default());
+        std::fs::remove_dir_all(&dir).unwrap();
+        result
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let c = load_text("", &[]).unwrap();
+        assert_eq!(c, Config::default());
+        let c = load_text("environment = \"staging\"\n[server]\nlisten = \"127.0.0.1:9000\"\n", &[]).unwrap();
+        assert_eq!((c.environment, c.server.listen.port()), (Environment::Staging, 9000));
+        let c = load_text("[server]\nlisten = \"127.0.0.1:9000\"\n", &[("ANNAL_LISTEN", "127.0.0.1:9001")])
+            .unwrap();
+        assert_eq!(c.server.listen.port(), 9001);
+    }
+
+    #[test]
+    fn refusals_name_the_problem() {
+        let check = |text: &str, env: &[(&str, &str)], needle: &str| {
+            let err = load_text(text, env).unwrap_err().to_string();
+            assert!(err.contains(needle), "{err:?} should mention {needle:?}");
+        };
+        check("listen_port = 1\n", &[], "listen_port");
+        check("[server]\nlisten = \"nope\"\n", &[], "listen");
+        check("[server]\nheader_read_timeout_ms = 0\n", &[], "server.header_read_timeout_ms");
+        check("[server]\nconnections_max = 0\n", &[], "server.connections_max");
+        check("environment = \"prod\"\n", &[], "environment");
+        check("", &[("ANNAL_ENVIRONMENT", "live")], "ANNAL_ENVIRONMENT");
+    }
+
+    #[test]
+    fn production_needs_a_file() {
+        let env = |name: &str| (name == "ANNAL_ENVIRONMENT").then(|| "production".to_owned());
+        let err = Config::load(None, &env, &Overrides::default()).unwrap_err();
+        assert!(matches!(err, ConfigError::ProductionNeedsFile));
+    }
+}

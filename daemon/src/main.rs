@@ -1,0 +1,160 @@
+//! annald: the annal ledger daemon. `annald serve` runs it; the other
+//! subcommands are the operator's tools. Exit codes: 0 ok, 1 failed,
+//! 2 usage, 66 no input, 78 configuration refused (sysexits).
+
+#![forbid(unsafe_code)]
+
+mod api;
+mod config;
+mod limits;
+mod server;
+mod state;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, Overrides};
+
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("ANNAL_GIT_HASH"), ")");
+const EX_CONFIG: u8 = 78;
+const EX_SOFTWARE: u8 = 70;
+
+#[derive(Parser, Debug)]
+#[command(name = "annald", version = VERSION, about = "annal: a tamper-evident ledger daemon")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the daemon.
+    Serve {
+        /// Config file (TOML). Without one, development defaults apply.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Listen address, e.g. 127.0.0.1:7878 (port 0 picks a free port).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Data directory.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigCommand {
+    /// Validate a configuration (file + ANNAL_* environment) without starting.
+    Check {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let env = |name: &str| std::env::var(name).ok();
+    match cli.command {
+        Command::Serve { config, listen, data_dir } => {
+            let overrides = Overrides { listen, data_dir };
+            let config = match Config::load(config.as_deref(), &env, &overrides) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("annald: configuration refused: {e}");
+                    return ExitCode::from(EX_CONFIG);
+                }
+            };
+            init_logging();
+            match serve(config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    log::error!("annald: {e:#}");
+                    ExitCode::from(EX_SOFTWARE)
+                }
+            }
+        }
+        Command::Config { command: ConfigCommand::Check { config } } => {
+            match Config::load(config.as_deref(), &env, &Overrides::default()) {
+                Ok(c) => {
+                    println!("config ok: environment {}, listen {}", c.environment.as_str(), c.server.listen);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("annald: configuration refused: {e}");
+                    ExitCode::from(EX_CONFIG)
+                }
+            }
+        }
+    }
+}
+
+fn init_logging() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_timestamp_millis()
+        .init();
+}
+
+fn serve(config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(config.server.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.server.listen))?;
+        let local = listener.local_addr()?;
+        let state = Arc::new(state::State::new(VERSION));
+        log::info!(
+            "annald starting: environment={} version={} data_dir={} listen={}",
+            config.environment.as_str(),
+            VERSION,
+            config.storage.data_dir.display(),
+            local
+        );
+        let limits = server::ServerLimits {
+            header_read_timeout: Duration::from_millis(config.server.header_read_timeout_ms),
+            request_timeout: Duration::from_millis(config.server.request_timeout_ms),
+            connections_max: config.server.connections_max,
+            grace: Duration::from_millis(config.shutdown.grace_ms),
+        };
+        let shutdown = shutdown_signal(state.clone());
+        log::info!("listening on {local}");
+        let stopped = server::run(listener, api::app(state), limits, shutdown).await;
+        match stopped {
+            server::Stopped::Drained => log::info!("drained; exiting"),
+            server::Stopped::DeadlinePassed { connections } => {
+                log::warn!("grace period over with {connections} connection(s) open; exiting")
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Resolves on the first SIGTERM or SIGINT, after turning readiness red. A
+/// second signal exits at once.
+async fn shutdown_signal(state: Arc<state::State>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => log::info!("SIGTERM: draining"),
+        _ = int.recv() => log::info!("SIGINT: draining"),
+    }
+    state.start_draining();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+        log::warn!("second signal: exiting now");
+        std::process::exit(1);
+    });
+}

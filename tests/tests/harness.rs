@@ -1,0 +1,193 @@
+//! The black-box harness: builds and starts the real `annald` on
+//! 127.0.0.1:0 with a temp data dir, learns its address from the startup
+//! log, and speaks plain HTTP/1.1 to it over a TcpStream (so tests can also
+//! misbehave on purpose, byte by byte).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+/// Longest any test waits for the daemon to come up or exit.
+const PROCESS_WAIT_MAX: Duration = Duration::from_secs(60);
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+}
+
+/// Path of the `annald` binary, built once per test run with the same cargo.
+pub fn annald() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "--quiet", "-p", "annal-daemon", "--bin", "annald"])
+                .current_dir(workspace_root())
+                .status()
+                .expect("cargo build runs");
+            assert!(status.success(), "building annald failed");
+            // The test binary lives in <target>/<profile>/deps/.
+            let exe = std::env::current_exe().expect("current exe");
+            let profile_dir = exe.parent().and_then(Path::parent).expect("target profile dir");
+            let bin = profile_dir.join("annald");
+            assert!(bin.exists(), "annald not found at {}", bin.display());
+            bin
+        })
+        .clone()
+}
+
+/// A running daemon; killed on drop if still alive.
+pub struct Daemon {
+    child: Child,
+    pub addr: SocketAddr,
+    _dir: tempfile::TempDir,
+    log: std::sync::Arc<Mutex<Vec<String>>>,
+}
+
+impl Daemon {
+    /// Starts `annald serve` with a fresh data dir and an optional config text.
+    pub fn start(config: Option<&str>) -> Daemon {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut cmd = Command::new(annald());
+        cmd.arg("serve").arg("--listen").arg("127.0.0.1:0").arg("--data-dir").arg(dir.path().join("data"));
+        if let Some(text) = config {
+            let path = dir.path().join("annal.toml");
+            std::fs::write(&path, text).expect("write config");
+            cmd.arg("--config").arg(path);
+        }
+        cmd.env_remove("ANNAL_ENVIRONMENT").env("RUST_LOG", "info");
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn annald");
+        let stderr = child.stderr.take().expect("stderr piped");
+        let log = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(addr) = line.split("listening on ").nth(1) {
+                    let _ = tx.send(addr.trim().parse::<SocketAddr>().expect("address in log"));
+                }
+                sink.lock().expect("log lock").push(line);
+            }
+        });
+        let addr = rx.recv_timeout(PROCESS_WAIT_MAX).unwrap_or_else(|_| {
+            let _ = child.kill();
+            panic!("annald did not report its address; log: {:?}", log.lock().expect("log lock"))
+        });
+        Daemon { child, addr, _dir: dir, log }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().expect("log lock").clone()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill").arg(format!("-{sig}")).arg(self.pid().to_string()).status();
+        assert!(status.expect("kill runs").success(), "kill -{sig} failed");
+    }
+
+    /// Waits for the process to exit (bounded) and returns its status.
+    pub fn wait(&mut self) -> ExitStatus {
+        let deadline = std::time::Instant::now() + PROCESS_WAIT_MAX;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(std::time::Instant::now() < deadline, "annald did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Reply {
+        request(self.addr, "GET", path, &[], b"")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A parsed HTTP response.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", self.body))
+    }
+}
+
+/// One request on a fresh connection (`Connection: close`).
+pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(PROCESS_WAIT_MAX)).expect("timeout");
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() || matches!(method, "POST" | "PUT" | "PATCH") {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).expect("send head");
+    stream.write_all(body).expect("send body");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read response");
+    parse_response(&raw)
+}
+
+fn parse_response(raw: &[u8]) -> Reply {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("response head");
+    let head = std::str::from_utf8(&raw[..split]).expect("ascii head");
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().expect("status line");
+    let status = status_line.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status code");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked"));
+    if chunked {
+        body = dechunk(&body);
+    }
+    Reply { status, headers, body }
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data.windows(2).position(|w| w == b"\r\n").expect("chunk size line");
+        let size_text = std::str::from_utf8(&data[..line_end]).expect("chunk size");
+        let size =
+            usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16).expect("hex size");
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&data[..size]);
+        data = &data[size + 2..];
+    }
+}
