@@ -280,6 +280,42 @@ impl NoteSigner {
         TrustedKey { name: Some(self.name.clone()), public: self.public() }
     }
 
+    /// Parses a signer key in the Go `note` package's format,
+    /// `PRIVATE+KEY+<name>+<hex key id>+<base64(0x01 || 32-byte seed)>`,
+    /// so keys move between annal and other signed-note tooling. `None` for
+    /// any other shape, algorithm, or a key id that does not match.
+    pub fn parse_skey(text: &str) -> Option<NoteSigner> {
+        let rest = text.trim_end_matches('\n').strip_prefix("PRIVATE+KEY+")?;
+        let mut parts = rest.splitn(3, '+');
+        let (name, id_hex, key_b64) = (parts.next()?, parts.next()?, parts.next()?);
+        let raw = STANDARD.decode(key_b64).ok()?;
+        let (&alg, seed) = raw.split_first()?;
+        let seed: [u8; 32] = seed.try_into().ok()?;
+        if alg != ED25519_ALG {
+            return None;
+        }
+        let signer = NoteSigner::new(name, &seed)?;
+        let mut id = [0u8; 4];
+        (crate::hex::decode_exact(id_hex.as_bytes(), &mut id) && signer.key_id().as_bytes() == &id)
+            .then_some(signer)
+    }
+
+    /// The signer key in the format [`NoteSigner::parse_skey`] reads. This is
+    /// secret material: write it only to a file the operator asked for.
+    pub fn to_skey(&self) -> String {
+        let mut raw = [0u8; 33];
+        raw[0] = ED25519_ALG;
+        raw[1..].copy_from_slice(self.key.as_bytes());
+        let text = format!("PRIVATE+KEY+{}+{}+{}", self.name, self.key_id(), STANDARD.encode(raw));
+        raw.fill(0);
+        text
+    }
+
+    /// The operator-facing fingerprint of this key's public half.
+    pub fn fingerprint(&self) -> String {
+        fingerprint(&self.public())
+    }
+
     /// Signs `text` (which must be a valid note text) as a new note.
     pub fn sign_text(&self, text: &str) -> SignedNote {
         assert!(valid_text(text), "note text must be non-empty lines ending in a newline");
@@ -425,6 +461,28 @@ mod tests {
         let other = TrustedKey::parse(&NoteSigner::new("other", &[1; 32]).unwrap().vkey()).unwrap();
         let note = SignedNote::parse(&checkpoint().sign(&s).to_string()).unwrap();
         assert_eq!(note.verify(&[other]), Err(SignatureFailure::UnknownSigner));
+    }
+
+    #[test]
+    fn skey_round_trip_and_refusals() {
+        let s = signer(7);
+        let skey = s.to_skey();
+        assert!(skey.starts_with("PRIVATE+KEY+annal.test+"));
+        let back = NoteSigner::parse_skey(&skey).unwrap();
+        assert_eq!((back.name(), back.public()), (s.name(), s.public()));
+        assert!(NoteSigner::parse_skey(&format!("{skey}\n")).is_some());
+        // The vkey half of the pair names the same key.
+        assert!(s.vkey().starts_with(&format!("annal.test+{}+", s.key_id())));
+        let wrong_id = skey.replacen(&s.key_id().to_string(), "00000000", 1);
+        for bad in [
+            wrong_id.as_str(),
+            "PRIVATE+KEY+x",
+            "",
+            &skey[..skey.len() - 4],
+            &skey.replace("PRIVATE", "PUBLIC"),
+        ] {
+            assert!(NoteSigner::parse_skey(bad).is_none(), "{bad:?}");
+        }
     }
 
     #[test]

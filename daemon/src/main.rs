@@ -6,6 +6,7 @@
 
 mod api;
 mod config;
+mod keys;
 mod limits;
 mod server;
 mod state;
@@ -21,6 +22,8 @@ use clap::{Parser, Subcommand};
 use crate::config::{Config, Overrides};
 
 const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("ANNAL_GIT_HASH"), ")");
+const EX_NOINPUT: u8 = 66;
+const EX_CANTCREAT: u8 = 73;
 const EX_CONFIG: u8 = 78;
 const EX_SOFTWARE: u8 = 70;
 
@@ -45,11 +48,30 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Signing-key tools.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Configuration tools.
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum KeysCommand {
+    /// Generate a signing key into a new file (mode 0600); prints only the public half.
+    Generate {
+        #[arg(long)]
+        out: PathBuf,
+        /// Key name on signed notes, e.g. the log's host name.
+        #[arg(long, default_value = "annal")]
+        name: String,
+    },
+    /// Print a key file's public key, fingerprint, key id and vkey.
+    Show { file: PathBuf },
 }
 
 #[derive(Subcommand, Debug)]
@@ -83,6 +105,30 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Keys { command: KeysCommand::Generate { out, name } } => match keys::generate(&out, &name) {
+            Ok(signer) => {
+                print!("wrote {}\n{}", out.display(), keys::describe(&signer));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("annald: {e}");
+                ExitCode::from(if matches!(e, keys::KeyFileError::BadName { .. }) { 2 } else { EX_CANTCREAT })
+            }
+        },
+        Command::Keys { command: KeysCommand::Show { file } } => match keys::read(&file) {
+            Ok(signer) => {
+                print!("{}", keys::describe(&signer));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("annald: {e}");
+                ExitCode::from(if matches!(e, keys::KeyFileError::Io { .. }) {
+                    EX_NOINPUT
+                } else {
+                    EX_CONFIG
+                })
+            }
+        },
         Command::Config { command: ConfigCommand::Check { config } } => {
             match Config::load(config.as_deref(), &env, &Overrides::default()) {
                 Ok(c) => {

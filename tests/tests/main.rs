@@ -2,5 +2,6 @@
 //! tests against the real `annald` binary as the daemon lands.
 
 mod harness;
+mod keys;
 mod serve;
 mod tidy;
