@@ -70,12 +70,18 @@ pub struct Fixture {
 
 impl Fixture {
     pub fn build() -> Fixture {
-        let signer = signer();
+        Fixture::build_forged(&signer(), None)
+    }
+
+    /// The same ledgers, checkpoints signed by `signer`; with `forged_seq`,
+    /// that record's payload is replaced, so its hash, every later `prev`
+    /// and every root from then on differ: a rewritten history.
+    pub fn build_forged(signer: &NoteSigner, forged_seq: Option<u64>) -> Fixture {
         let mut invoices = Ledger::new(LOG, "acme", "invoices");
         for i in 0..5u64 {
             invoices.append(1_700_000_000_000 + i, "text/plain", format!("invoice {i}").as_bytes(), vec![]);
         }
-        invoices.checkpoint(&[&signer]);
+        invoices.checkpoint(&[signer]);
 
         let mut orders = Ledger::new(LOG, "acme", "orders");
         for i in 0..RECORDS {
@@ -94,9 +100,10 @@ impl Fixture {
                 2 => ("application/octet-stream", (0..(i % 7) as u8).map(|b| b.wrapping_mul(37)).collect()),
                 _ => ("application/x-empty", Vec::new()),
             };
+            let payload = if forged_seq == Some(i) { b"forged".to_vec() } else { payload };
             orders.append(1_700_000_000_000 + i * 1_000, content_type, &payload, parents);
             if (i + 1) % CHECKPOINT_EVERY == 0 {
-                orders.checkpoint(&[&signer]);
+                orders.checkpoint(&[signer]);
             }
         }
         Fixture { orders, invoices }
