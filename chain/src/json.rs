@@ -174,12 +174,47 @@ impl<'a> Parser<'a> {
         crate::note::parse_decimal_u64(digits).ok_or(Malformed)
     }
 
+    /// A shortcut for strings of a known length (hex hashes): if the next
+    /// token is `"`, `len` bytes, `"`, and `decode` accepts those bytes, the
+    /// string is consumed and the decoded value returned. Otherwise nothing is
+    /// consumed and the caller falls back to [`Parser::string`]. `decode` must
+    /// accept only bytes that are not `"`, `\` or control characters, so that
+    /// `string` would have returned exactly these bytes.
+    pub fn fixed_string<T>(&mut self, len: usize, decode: impl FnOnce(&[u8]) -> Option<T>) -> Option<T> {
+        self.ws();
+        let b = self.bytes();
+        let start = self.pos + 1;
+        if b.get(self.pos) != Some(&b'"') || b.get(start + len) != Some(&b'"') {
+            return None;
+        }
+        let value = decode(&b[start..start + len])?;
+        self.pos = start + len + 1;
+        Some(value)
+    }
+
+    /// A shortcut for long strings with a restricted alphabet (base64
+    /// payloads): the bytes up to the next `"` go to `decode`; if it accepts
+    /// them, the string is consumed. Otherwise nothing is consumed and the
+    /// caller falls back to [`Parser::string`]. Like [`Parser::fixed_string`],
+    /// `decode` must refuse `\` and control characters.
+    pub fn plain_string<T>(&mut self, decode: impl FnOnce(&[u8]) -> Option<T>) -> Option<T> {
+        self.ws();
+        if self.bytes().get(self.pos) != Some(&b'"') {
+            return None;
+        }
+        let start = self.pos + 1;
+        let len = self.text[start..].find('"')?;
+        let value = decode(&self.bytes()[start..start + len])?;
+        self.pos = start + len + 1;
+        Some(value)
+    }
+
     /// A string; borrowed when it has no escapes.
     pub fn string(&mut self) -> Parsed<Cow<'a, str>> {
         self.eat(b'"')?;
         let b = self.bytes();
         let start = self.pos;
-        let mut i = start;
+        let mut i = start + plain_prefix_len(&b[start..]);
         while i < b.len() {
             match b[i] {
                 b'"' => {
@@ -242,6 +277,31 @@ impl<'a> Parser<'a> {
             }
         }
     }
+}
+
+/// How many leading bytes need no attention from the string scanner: not
+/// `"`, not `\`, not a control character. Eight bytes at a time (payloads
+/// are long base64 strings, and this scan was the parser's hot spot); the
+/// byte loop after it makes every decision, so the result is only a shortcut.
+fn plain_prefix_len(b: &[u8]) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    const QUOTES: u64 = u64::from_ne_bytes([b'"'; 8]);
+    const BACKSLASHES: u64 = u64::from_ne_bytes([b'\\'; 8]);
+    const SPACES: u64 = u64::from_ne_bytes([0x20; 8]);
+    // Flags (at least) every byte that is zero: exact about whether any is.
+    let has_zero = |w: u64| w.wrapping_sub(ONES) & !w & HIGHS;
+    let mut n = 0;
+    for chunk in b.chunks_exact(8) {
+        let w = u64::from_ne_bytes(chunk.try_into().expect("chunk of 8"));
+        // A byte below 0x20 borrows in `w - 0x20…` and has its top bit clear.
+        let control = w.wrapping_sub(SPACES) & !w & HIGHS;
+        if has_zero(w ^ QUOTES) | has_zero(w ^ BACKSLASHES) | control != 0 {
+            break;
+        }
+        n += 8;
+    }
+    n
 }
 
 fn hex4(b: &[u8], at: usize) -> Parsed<u32> {
@@ -330,6 +390,20 @@ mod tests {
         check(r#""\x""#, None);
         check("\"a\u{1}\"", None);
         check(r#""open"#, None);
+    }
+
+    #[test]
+    fn plain_prefix_stops_before_every_special_byte() {
+        for special in 0u8..=255 {
+            let is_special = special == b'"' || special == b'\\' || special < 0x20;
+            for at in 0..24 {
+                let mut buf = [b'A'; 24];
+                buf[at] = special;
+                let expected = if is_special { at / 8 * 8 } else { 24 };
+                assert_eq!(plain_prefix_len(&buf), expected, "byte {special:#x} at {at}");
+            }
+        }
+        assert_eq!(plain_prefix_len(b"abcdefghij"), 8);
     }
 
     #[test]

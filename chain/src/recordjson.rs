@@ -48,8 +48,47 @@ impl<'a> ReadRecord<'a> {
 }
 
 pub(crate) fn read_hash(p: &mut Parser<'_>) -> Parsed<Hash32> {
+    // Every record line holds two or more hashes: decode the common spelling
+    // in place; anything else (escapes, wrong length) takes the general path.
+    if let Some(hash) = p.fixed_string(64, decode_hash_hex) {
+        return Ok(hash);
+    }
     let text = p.string()?;
     Hash32::from_hex(&text).ok_or(Malformed)
+}
+
+/// Value of each lowercase hex digit; 0xff for every other byte.
+const HEX_VALUES: [u8; 256] = {
+    let mut table = [0xff; 256];
+    let mut i = 0;
+    while i < 10 {
+        table[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        table[b'a' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    table
+};
+
+/// Exactly what `Hash32::from_hex` accepts (64 lowercase hex digits), by
+/// table lookup instead of a branch per digit: this was the parser's second
+/// hot spot. A test checks the two agree.
+fn decode_hash_hex(text: &[u8]) -> Option<Hash32> {
+    let pairs = text.as_chunks::<2>();
+    if text.len() != 64 || !pairs.1.is_empty() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    let mut invalid = 0u8;
+    for (slot, [hi, lo]) in out.iter_mut().zip(pairs.0) {
+        let (hi, lo) = (HEX_VALUES[*hi as usize], HEX_VALUES[*lo as usize]);
+        invalid |= hi | lo;
+        *slot = (hi << 4) | (lo & 0x0f);
+    }
+    (invalid & 0xf0 == 0).then_some(Hash32::from_bytes(out))
 }
 
 pub(crate) fn read_hash_list(p: &mut Parser<'_>, out: &mut Vec<Hash32>) -> Parsed<()> {
@@ -75,12 +114,22 @@ pub(crate) fn read_fields<'a>(p: &mut Parser<'a>, scratch: &mut Scratch) -> Pars
     p.key("content_type")?;
     let content_type = p.string()?;
     p.key("payload")?;
-    let payload = p.string()?;
-    if payload.len() > PAYLOAD_BYTES_MAX.div_ceil(3) * 4 {
-        return Err(Malformed);
+    let payload_text_max = PAYLOAD_BYTES_MAX.div_ceil(3) * 4;
+    // Base64 text has no escapes, so decode it where it lies; on any failure
+    // the general path below decides, with the same checks as always.
+    let decoded = p.plain_string(|text| {
+        scratch.payload.clear();
+        (text.len() <= payload_text_max && STANDARD.decode_vec(text, &mut scratch.payload).is_ok())
+            .then_some(())
+    });
+    if decoded.is_none() {
+        let payload = p.string()?;
+        if payload.len() > payload_text_max {
+            return Err(Malformed);
+        }
+        scratch.payload.clear();
+        STANDARD.decode_vec(payload.as_bytes(), &mut scratch.payload).map_err(|_| Malformed)?;
     }
-    scratch.payload.clear();
-    STANDARD.decode_vec(payload.as_bytes(), &mut scratch.payload).map_err(|_| Malformed)?;
     p.key("parents")?;
     scratch.parents.clear();
     p.begin_array()?;
@@ -150,4 +199,74 @@ pub(crate) fn write_fields(out: &mut Vec<u8>, record: &RecordView<'_>, hash: &Re
     }
     out.extend_from_slice(b"],\"hash\":");
     write_hash(out, hash);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_hex_agrees_with_from_hex() {
+        let good = Hash32::from_bytes(core::array::from_fn(|i| (i * 37 + 5) as u8)).to_hex();
+        assert_eq!(decode_hash_hex(good.as_bytes()), Hash32::from_hex(&good));
+        assert!(decode_hash_hex(good.as_bytes()).is_some());
+        for at in [0, 1, 31, 62, 63] {
+            for byte in 0u8..=255 {
+                let mut text = good.clone().into_bytes();
+                text[at] = byte;
+                let expected = std::str::from_utf8(&text).ok().and_then(Hash32::from_hex);
+                assert_eq!(decode_hash_hex(&text), expected, "byte {byte:#x} at {at}");
+            }
+        }
+        for len in [0, 2, 62, 63, 65, 66] {
+            let text = "a".repeat(len);
+            assert_eq!(decode_hash_hex(text.as_bytes()), None, "{len}");
+        }
+    }
+
+    #[test]
+    fn payload_shortcut_and_general_path_agree() {
+        let read = |payload: &str| {
+            let zero = Hash32::ZERO.to_hex();
+            let json = format!(
+                "{{\"seq\":0,\"timestamp_ms\":1,\"prev\":\"{zero}\",\"content_type\":\"a/b\",\
+                 \"payload\":{payload},\"parents\":[],\"hash\":\"{zero}\"}}"
+            );
+            let mut p = Parser::new(&json);
+            let mut scratch = Scratch::default();
+            p.begin_object().ok()?;
+            read_fields(&mut p, &mut scratch).ok()?;
+            p.end_object().and_then(|()| p.end()).ok()?;
+            Some(scratch.payload)
+        };
+        assert_eq!(read(r#""aGk=""#), Some(b"hi".to_vec()));
+        assert_eq!(read(r#""""#), Some(vec![]));
+        // Escaped base64 is the same string, so the same payload.
+        assert_eq!(read(r#""aG\u006b=""#), Some(b"hi".to_vec()));
+        assert_eq!(read(r#""aG\/A""#), read(r#""aG/A""#));
+        assert!(read(r#""aG/A""#).is_some());
+        let too_long = format!("\"{}\"", "A".repeat(PAYLOAD_BYTES_MAX.div_ceil(3) * 4 + 4));
+        for bad in [r#""aGk""#, r#""aGk==""#, r#""aGl=""#, r#""aG k=""#, r#""aGk="#, "\"aG\u{1}k=\"", "null"]
+        {
+            assert_eq!(read(bad), None, "{bad}");
+        }
+        assert_eq!(read(&too_long), None);
+    }
+
+    #[test]
+    fn hash_shortcut_and_general_path_agree() {
+        let hex = Hash32::from_bytes([0xab; 32]).to_hex();
+        let read = |json: &str| {
+            let mut p = Parser::new(json);
+            read_hash(&mut p).and_then(|h| p.end().map(|()| h)).ok()
+        };
+        let expected = Some(Hash32::from_bytes([0xab; 32]));
+        assert_eq!(read(&format!("\"{hex}\"")), expected);
+        assert_eq!(read(&format!(" \"{hex}\" ")), expected);
+        // An escaped digit is still the same string, so still the same hash.
+        assert_eq!(read(&format!("\"\\u0061{}\"", &hex[1..])), expected);
+        assert_eq!(read(&format!("\"{}\"", hex.to_uppercase())), None);
+        assert_eq!(read(&format!("\"{}\"", &hex[1..])), None);
+        assert_eq!(read(&format!("\"{hex}")), None);
+    }
 }
