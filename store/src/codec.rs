@@ -1,0 +1,122 @@
+//! The one module that knows the storage-value codec (bincode 2.0.1).
+//!
+//! Nothing hashed or signed passes through here: record hashes come from
+//! `annal-chain`'s canonical encoding and are re-derived on every read. To swap
+//! the codec, change this file and add a migration step.
+
+use bincode::config::{Configuration, Limit, LittleEndian, Varint};
+use bincode::{Decode, Encode};
+
+use crate::limits::CODEC_VALUE_BYTES_MAX;
+
+type Config = Configuration<LittleEndian, Varint, Limit<CODEC_VALUE_BYTES_MAX>>;
+const CONFIG: Config = bincode::config::standard().with_limit::<CODEC_VALUE_BYTES_MAX>();
+
+/// A stored value did not decode: the bytes are not what the store wrote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Undecodable;
+
+pub(crate) fn encode<T: Encode>(value: &T) -> Vec<u8> {
+    bincode::encode_to_vec(value, CONFIG).expect("storage values are below the codec limit")
+}
+
+pub(crate) fn decode<T: Decode<()>>(bytes: &[u8]) -> Result<T, Undecodable> {
+    match bincode::decode_from_slice(bytes, CONFIG) {
+        Ok((value, used)) if used == bytes.len() => Ok(value),
+        _ => Err(Undecodable),
+    }
+}
+
+/// One record as stored under `(ledger id, seq)`. Tenant, ledger and seq come
+/// from the key and the ledger row. `hash` is first so that Merkle code can read
+/// the leaf hash without decoding the payload ([`peek_hash`]).
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub(crate) struct StoredRecord {
+    pub hash: [u8; 32],
+    pub prev: [u8; 32],
+    pub timestamp_ms: u64,
+    pub content_type: String,
+    pub payload: Vec<u8>,
+    pub parents: Vec<StoredParent>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub(crate) struct StoredParent {
+    pub ledger: String,
+    pub seq: u64,
+    pub hash: [u8; 32],
+}
+
+/// The stored hash of an encoded [`StoredRecord`] (its first 32 bytes).
+pub(crate) fn peek_hash(value: &[u8]) -> Option<[u8; 32]> {
+    value.get(..32)?.try_into().ok()
+}
+
+/// A ledger's head: everything an append needs, O(1) to read.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub(crate) struct StoredHead {
+    pub id: u64,
+    pub tenant: String,
+    pub ledger: String,
+    pub next_seq: u64,
+    pub head_hash: [u8; 32],
+    /// The compact range of the tree of `next_seq` leaves, largest first.
+    pub peaks: Vec<[u8; 32]>,
+    pub checkpoint_size: u64,
+}
+
+/// An idempotency key's outcome, under `(ledger id || key)`.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub(crate) struct StoredIdempotency {
+    pub seq: u64,
+    pub hash: [u8; 32],
+    pub content: [u8; 32],
+}
+
+/// One applied migration step.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub(crate) struct StoredMigration {
+    pub name: String,
+    pub checksum: [u8; 32],
+}
+
+/// One entry of the signing-identity log.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub(crate) struct StoredIdentity {
+    pub key_name: String,
+    pub public: [u8; 32],
+    pub timestamp_ms: u64,
+    pub statement: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_is_the_first_32_bytes() {
+        let r = StoredRecord {
+            hash: [7; 32],
+            prev: [8; 32],
+            timestamp_ms: 1 << 40,
+            content_type: "text/plain".into(),
+            payload: vec![1, 2, 3],
+            parents: vec![StoredParent { ledger: "x".into(), seq: 3, hash: [9; 32] }],
+        };
+        let bytes = encode(&r);
+        assert_eq!(peek_hash(&bytes), Some([7; 32]));
+        assert_eq!(decode::<StoredRecord>(&bytes), Ok(r));
+        assert_eq!(decode::<StoredRecord>(&bytes[..bytes.len() - 1]), Err(Undecodable));
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(decode::<StoredRecord>(&longer), Err(Undecodable));
+    }
+
+    #[test]
+    fn huge_length_prefix_is_refused_not_allocated() {
+        let mut bytes = vec![0u8; 64];
+        bytes.extend_from_slice(&[0]); // timestamp
+        bytes.extend_from_slice(&[0xfd, 0xff, 0xff, 0xff, 0x7f]); // content type length 2^31-ish
+        assert_eq!(decode::<StoredRecord>(&bytes), Err(Undecodable));
+    }
+}

@@ -1,0 +1,570 @@
+//! The single committer: owns the write transaction, applies queued writes in
+//! one durable redb transaction per batch (group commit), and answers each
+//! caller only after the commit returned.
+//!
+//! Expected refusals (conflicts, bad input) are decided against the batch's
+//! own view before anything of that request is written, so one bad request
+//! does not fail its neighbours. A table-level guard that trips (a record key
+//! already present) is a broken invariant: the whole transaction is dropped,
+//! nobody is acknowledged, and the store fails.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::mpsc::Receiver;
+
+use annal_chain::{CompactRange, Hash32, Record, RecordFields, Seq, SignedCheckpoint, valid_key_name};
+use redb::{Durability, ReadableTable, Table, WriteTransaction};
+
+use crate::codec::{self, StoredHead, StoredIdempotency, StoredIdentity, StoredParent, StoredRecord};
+use crate::error::{AppendRefusal, CheckpointRefusal, Corruption, IdentityRefusal, WriteError};
+use crate::hwm::Hwm;
+use crate::limits::{
+    BATCH_PAYLOAD_BYTES_MAX, BATCH_WRITES_MAX, HEAD_CACHE_COUNT_MAX, IDEMPOTENCY_KEY_BYTES_MAX,
+};
+use crate::schema::{
+    CHECKPOINTS, IDEMPOTENCY, IDENTITY, LEDGER_NAMES, LEDGERS, META, META_NEXT_LEDGER_ID, META_RECORDS_TOTAL,
+    NODES, RECORDS,
+};
+use crate::store::{
+    AppendRequest, Appended, CheckpointRequest, CheckpointStored, IdentityEntry, Position, Shared, ledger_key,
+};
+use crate::ticket::Reply;
+use crate::tree::{TreeView, append_leaf, stored_level};
+
+pub(crate) type AppendResult = Result<Appended, AppendRefusal>;
+pub(crate) type CheckpointResult = Result<CheckpointStored, CheckpointRefusal>;
+pub(crate) type IdentityResult = Result<u64, IdentityRefusal>;
+
+pub(crate) enum Command {
+    Append(AppendRequest, Reply<AppendResult>),
+    Checkpoint(CheckpointRequest, Reply<CheckpointResult>),
+    Identity(IdentityEntry, Reply<IdentityResult>),
+}
+
+impl Command {
+    fn payload_bytes(&self) -> usize {
+        match self {
+            Command::Append(r, _) => r.payload.len(),
+            _ => 0,
+        }
+    }
+
+    pub(crate) fn refuse(self, err: WriteError) {
+        match self {
+            Command::Append(_, r) => r.send(Err(err)),
+            Command::Checkpoint(_, r) => r.send(Err(err)),
+            Command::Identity(_, r) => r.send(Err(err)),
+        }
+    }
+}
+
+enum Op {
+    Append(AppendRequest),
+    Checkpoint(CheckpointRequest),
+    Identity(IdentityEntry),
+}
+
+enum AnyReply {
+    Append(Reply<AppendResult>),
+    Checkpoint(Reply<CheckpointResult>),
+    Identity(Reply<IdentityResult>),
+}
+
+enum Outcome {
+    Append(AppendResult),
+    Checkpoint(CheckpointResult),
+    Identity(IdentityResult),
+}
+
+impl AnyReply {
+    fn send(self, outcome: Result<Outcome, WriteError>) {
+        match (self, outcome) {
+            (AnyReply::Append(r), Ok(Outcome::Append(o))) => r.send(Ok(o)),
+            (AnyReply::Checkpoint(r), Ok(Outcome::Checkpoint(o))) => r.send(Ok(o)),
+            (AnyReply::Identity(r), Ok(Outcome::Identity(o))) => r.send(Ok(o)),
+            (AnyReply::Append(r), Err(e)) => r.send(Err(e)),
+            (AnyReply::Checkpoint(r), Err(e)) => r.send(Err(e)),
+            (AnyReply::Identity(r), Err(e)) => r.send(Err(e)),
+            _ => unreachable!("outcomes are produced in request order"),
+        }
+    }
+}
+
+/// Why a batch was dropped without committing.
+enum Abort {
+    /// redb failed: the store fails and stays failed until reopened.
+    Storage(String),
+    /// A stored value this batch depends on is corrupt.
+    Corrupt(Corruption),
+    /// A table-level guard tripped.
+    Invariant(&'static str),
+}
+
+impl<E: Into<redb::Error>> From<E> for Abort {
+    fn from(e: E) -> Abort {
+        Abort::Storage(e.into().to_string())
+    }
+}
+
+struct Tables<'t> {
+    meta: Table<'t, &'static str, u64>,
+    ledgers: Table<'t, &'static str, &'static [u8]>,
+    names: Table<'t, u64, &'static str>,
+    records: Table<'t, (u64, u64), &'static [u8]>,
+    nodes: Table<'t, (u64, u8, u64), [u8; 32]>,
+    checkpoints: Table<'t, (u64, u64), &'static str>,
+    idempotency: Table<'t, &'static [u8], &'static [u8]>,
+    identity: Table<'t, u64, &'static [u8]>,
+}
+
+impl<'t> Tables<'t> {
+    fn open(txn: &'t WriteTransaction) -> Result<Tables<'t>, Abort> {
+        Ok(Tables {
+            meta: txn.open_table(META)?,
+            ledgers: txn.open_table(LEDGERS)?,
+            names: txn.open_table(LEDGER_NAMES)?,
+            records: txn.open_table(RECORDS)?,
+            nodes: txn.open_table(NODES)?,
+            checkpoints: txn.open_table(CHECKPOINTS)?,
+            idempotency: txn.open_table(IDEMPOTENCY)?,
+            identity: txn.open_table(IDENTITY)?,
+        })
+    }
+}
+
+/// What one batch changed, applied to the committer's state only after commit.
+struct Batch {
+    /// Heads read or changed in this batch: (head, changed).
+    heads: HashMap<String, (StoredHead, bool)>,
+    records_total: u64,
+    next_ledger_id: u64,
+    checkpoint: Option<(u64, u64, [u8; 32])>,
+}
+
+pub(crate) struct Committer {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) rx: Receiver<Command>,
+    /// Committed heads, so most appends read no ledger row.
+    pub(crate) heads: HashMap<String, StoredHead>,
+    pub(crate) records_total: u64,
+    pub(crate) next_ledger_id: u64,
+    pub(crate) hwm: Hwm,
+}
+
+fn corrupt(tenant: &str, ledger: &str, seq: Option<u64>, what: &'static str) -> Abort {
+    Abort::Corrupt(Corruption { tenant: tenant.to_owned(), ledger: ledger.to_owned(), seq, what })
+}
+
+/// Digest of what an idempotent retry must repeat: everything but the
+/// timestamp (the server stamps each attempt) and the position.
+fn content_digest(req: &AppendRequest) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(b"annal.idempotency\0");
+    let mut put = |b: &[u8]| {
+        h.update(&(b.len() as u64).to_le_bytes());
+        h.update(b);
+    };
+    put(req.content_type.as_bytes());
+    put(&req.payload);
+    put(&(req.parents.len() as u64).to_le_bytes());
+    for p in &req.parents {
+        put(p.ledger.as_str().as_bytes());
+        put(&p.seq.get().to_le_bytes());
+        put(p.hash.as_bytes());
+    }
+    *h.finalize().as_bytes()
+}
+
+pub(crate) fn idempotency_key(ledger_id: u64, key: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(8 + key.len());
+    k.extend_from_slice(&ledger_id.to_be_bytes());
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+impl Committer {
+    pub(crate) fn run(mut self) {
+        while let Ok(first) = self.rx.recv() {
+            let mut payload = first.payload_bytes();
+            let mut batch = vec![first];
+            while batch.len() < BATCH_WRITES_MAX && payload < BATCH_PAYLOAD_BYTES_MAX {
+                match self.rx.try_recv() {
+                    Ok(cmd) => {
+                        payload += cmd.payload_bytes();
+                        batch.push(cmd);
+                    }
+                    Err(_) => break,
+                }
+            }
+            if let Some(reason) = self.shared.failure() {
+                for cmd in batch {
+                    cmd.refuse(WriteError::Failed(reason.clone()));
+                }
+                continue;
+            }
+            self.commit_batch(batch);
+        }
+        // Every sender is gone: the store is closing. Leave the mark on disk.
+        if self.shared.failure().is_none()
+            && let Err(e) = self.hwm.sync()
+        {
+            self.shared.fail(format!("{}: {e}", self.hwm.path().display()));
+        }
+    }
+
+    fn commit_batch(&mut self, batch: Vec<Command>) {
+        let (ops, replies): (Vec<Op>, Vec<AnyReply>) = batch
+            .into_iter()
+            .map(|c| match c {
+                Command::Append(r, reply) => (Op::Append(r), AnyReply::Append(reply)),
+                Command::Checkpoint(r, reply) => (Op::Checkpoint(r), AnyReply::Checkpoint(reply)),
+                Command::Identity(r, reply) => (Op::Identity(r), AnyReply::Identity(reply)),
+            })
+            .unzip();
+        let mut state = Batch {
+            heads: HashMap::new(),
+            records_total: self.records_total,
+            next_ledger_id: self.next_ledger_id,
+            checkpoint: None,
+        };
+        match self.apply(ops, &mut state) {
+            Ok(outcomes) => {
+                self.records_total = state.records_total;
+                self.next_ledger_id = state.next_ledger_id;
+                if self.heads.len() + state.heads.len() > HEAD_CACHE_COUNT_MAX {
+                    self.heads.clear();
+                }
+                for (key, (head, _)) in state.heads {
+                    self.heads.insert(key, head);
+                }
+                // The records are durable: they are acknowledged even if the
+                // mark cannot be written, but the store then fails closed.
+                if let Err(e) =
+                    self.hwm.advance(self.records_total, state.checkpoint, state.checkpoint.is_some())
+                {
+                    self.shared.fail(format!("{}: {e}", self.hwm.path().display()));
+                }
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    reply.send(Ok(outcome));
+                }
+            }
+            Err(abort) => {
+                let err = match abort {
+                    Abort::Storage(msg) => {
+                        self.shared.fail(msg.clone());
+                        WriteError::Failed(msg)
+                    }
+                    Abort::Invariant(what) => {
+                        let msg = format!("invariant broken: {what}");
+                        self.shared.fail(msg.clone());
+                        WriteError::Failed(msg)
+                    }
+                    Abort::Corrupt(c) => WriteError::Corrupt(c),
+                };
+                // The cache may hold nothing from the dropped batch, but be
+                // sure: the next batch rereads from the database.
+                self.heads.clear();
+                for reply in replies {
+                    reply.send(Err(err.clone()));
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, ops: Vec<Op>, st: &mut Batch) -> Result<Vec<Outcome>, Abort> {
+        let mut txn = self.shared.db.begin_write()?;
+        // Explicit, never the default: an ack means the commit is on disk.
+        txn.set_durability(Durability::Immediate)?;
+        let mut outcomes = Vec::with_capacity(ops.len());
+        {
+            let mut t = Tables::open(&txn)?;
+            for op in ops {
+                outcomes.push(match op {
+                    Op::Append(r) => Outcome::Append(self.append(r, &mut t, st)?),
+                    Op::Checkpoint(r) => Outcome::Checkpoint(self.checkpoint(r, &mut t, st)?),
+                    Op::Identity(r) => Outcome::Identity(identity(r, &mut t)?),
+                });
+            }
+            for (key, (head, changed)) in &st.heads {
+                if *changed {
+                    t.ledgers.insert(key.as_str(), codec::encode(head).as_slice())?;
+                }
+            }
+            t.meta.insert(META_RECORDS_TOTAL, st.records_total)?;
+            t.meta.insert(META_NEXT_LEDGER_ID, st.next_ledger_id)?;
+        }
+        txn.commit()?;
+        Ok(outcomes)
+    }
+
+    /// Brings a ledger's head into the batch; false if the ledger does not exist.
+    fn load_head(&self, key: &str, t: &Tables<'_>, st: &mut Batch) -> Result<bool, Abort> {
+        if st.heads.contains_key(key) {
+            return Ok(true);
+        }
+        let head = match self.heads.get(key) {
+            Some(h) => h.clone(),
+            None => match t.ledgers.get(key)? {
+                Some(v) => codec::decode::<StoredHead>(v.value()).map_err(|_| {
+                    let (tenant, ledger) = key.split_once('/').unwrap_or((key, ""));
+                    corrupt(tenant, ledger, None, "ledger row does not decode")
+                })?,
+                None => return Ok(false),
+            },
+        };
+        st.heads.insert(key.to_owned(), (head, false));
+        Ok(true)
+    }
+
+    fn stored_hash(t: &Tables<'_>, id: u64, seq: u64) -> Result<Option<[u8; 32]>, Abort> {
+        Ok(t.records.get((id, seq))?.and_then(|v| codec::peek_hash(v.value())))
+    }
+
+    fn append(
+        &mut self,
+        req: AppendRequest,
+        t: &mut Tables<'_>,
+        st: &mut Batch,
+    ) -> Result<AppendResult, Abort> {
+        if let Some(k) = &req.idempotency_key
+            && (k.is_empty() || k.len() > IDEMPOTENCY_KEY_BYTES_MAX)
+        {
+            return Ok(Err(AppendRefusal::IdempotencyKeyInvalid));
+        }
+        let key = ledger_key(&req.tenant, &req.ledger);
+        let exists = self.load_head(&key, t, st)?;
+        let content = req.idempotency_key.as_ref().map(|_| content_digest(&req));
+        let (next, head_hash) = match st.heads.get(&key) {
+            Some((h, _)) => (h.next_seq, Hash32::from_bytes(h.head_hash)),
+            None => (0, Hash32::ZERO),
+        };
+        if exists && let (Some(k), Some(content)) = (&req.idempotency_key, content) {
+            let id = st.heads[&key].0.id;
+            if let Some(v) = t.idempotency.get(idempotency_key(id, k).as_slice())? {
+                let stored: StoredIdempotency = codec::decode(v.value()).map_err(|_| {
+                    corrupt(req.tenant.as_str(), req.ledger.as_str(), None, "idempotency row does not decode")
+                })?;
+                let seq = Seq::new(stored.seq);
+                return Ok(if stored.content == content {
+                    Ok(Appended { seq, hash: Hash32::from_bytes(stored.hash), replayed: true })
+                } else {
+                    Err(AppendRefusal::IdempotencyConflict { seq })
+                });
+            }
+        }
+        if let Position::Exact { seq, prev } = req.position {
+            if seq.get() < next {
+                return Ok(Err(AppendRefusal::SeqExists { next: Seq::new(next) }));
+            }
+            if seq.get() > next {
+                return Ok(Err(AppendRefusal::SeqGap { next: Seq::new(next) }));
+            }
+            if prev != head_hash {
+                return Ok(Err(AppendRefusal::PrevMismatch));
+            }
+        }
+        let AppendRequest {
+            tenant,
+            ledger,
+            timestamp_ms,
+            content_type,
+            payload,
+            parents,
+            idempotency_key: idem,
+            ..
+        } = req;
+        let record = match Record::new(RecordFields {
+            tenant,
+            ledger,
+            seq: Seq::new(next),
+            timestamp_ms,
+            prev: head_hash,
+            content_type,
+            payload,
+            parents,
+        }) {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(AppendRefusal::Invalid(e))),
+        };
+        if let Some(refusal) = self.check_parents(&record, t, st)? {
+            return Ok(Err(refusal));
+        }
+        if !exists {
+            let id = st.next_ledger_id;
+            st.next_ledger_id += 1;
+            if t.names.insert(id, key.as_str())?.is_some() {
+                return Err(Abort::Invariant("ledger id already in use"));
+            }
+            let head = StoredHead {
+                id,
+                tenant: record.tenant().as_str().to_owned(),
+                ledger: record.ledger().as_str().to_owned(),
+                next_seq: 0,
+                head_hash: [0; 32],
+                peaks: Vec::new(),
+                checkpoint_size: 0,
+            };
+            st.heads.insert(key.clone(), (head, true));
+        }
+        let hash = record.hash();
+        let fields = record.into_fields();
+        let value = codec::encode(&StoredRecord {
+            hash: *hash.as_bytes(),
+            prev: *fields.prev.as_bytes(),
+            timestamp_ms: fields.timestamp_ms,
+            content_type: fields.content_type,
+            payload: fields.payload,
+            parents: fields
+                .parents
+                .into_iter()
+                .map(|p| StoredParent {
+                    ledger: p.ledger.as_str().to_owned(),
+                    seq: p.seq.get(),
+                    hash: *p.hash.as_bytes(),
+                })
+                .collect(),
+        });
+        let (head, changed) = st.heads.get_mut(&key).expect("loaded or created above");
+        let id = head.id;
+        assert_eq!(head.next_seq, next, "the head did not move under this request");
+        // The table-level guard behind the head check: never overwrite, never skip.
+        if t.records.insert((id, next), value.as_slice())?.is_some() {
+            return Err(Abort::Invariant("record key already present"));
+        }
+        if next > 0 && t.records.get((id, next - 1))?.is_none() {
+            return Err(Abort::Invariant("append would leave a gap"));
+        }
+        let mut peaks: Vec<Hash32> = head.peaks.iter().map(|p| Hash32::from_bytes(*p)).collect();
+        let mut new_nodes: Vec<(u32, u64, Hash32)> = Vec::new();
+        append_leaf(next, &mut peaks, hash, &mut |level, index, h| {
+            if stored_level(level) {
+                new_nodes.push((level, index, h));
+            }
+        });
+        for (level, index, h) in new_nodes {
+            let level = u8::try_from(level).expect("tree levels fit u8");
+            if t.nodes.insert((id, level, index), h.as_bytes())?.is_some() {
+                return Err(Abort::Invariant("merkle node already present"));
+            }
+        }
+        head.peaks = peaks.iter().map(|p| *p.as_bytes()).collect();
+        head.next_seq = next + 1;
+        head.head_hash = *hash.as_bytes();
+        *changed = true;
+        if let (Some(k), Some(content)) = (idem, content) {
+            let row = codec::encode(&StoredIdempotency { seq: next, hash: *hash.as_bytes(), content });
+            t.idempotency.insert(idempotency_key(id, &k).as_slice(), row.as_slice())?;
+        }
+        st.records_total += 1;
+        Ok(Ok(Appended { seq: Seq::new(next), hash, replayed: false }))
+    }
+
+    fn check_parents(
+        &self,
+        record: &Record,
+        t: &Tables<'_>,
+        st: &mut Batch,
+    ) -> Result<Option<AppendRefusal>, Abort> {
+        for (index, p) in record.parents().iter().enumerate() {
+            let key = ledger_key(record.tenant(), &p.ledger);
+            if !self.load_head(&key, t, st)? {
+                return Ok(Some(AppendRefusal::ParentNotFound { index }));
+            }
+            let head = &st.heads[&key].0;
+            if p.seq.get() >= head.next_seq {
+                return Ok(Some(AppendRefusal::ParentNotFound { index }));
+            }
+            match Self::stored_hash(t, head.id, p.seq.get())? {
+                None => {
+                    return Err(corrupt(
+                        &head.tenant,
+                        &head.ledger,
+                        Some(p.seq.get()),
+                        "record below head missing",
+                    ));
+                }
+                Some(h) if h != *p.hash.as_bytes() => {
+                    return Ok(Some(AppendRefusal::ParentHashMismatch { index }));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(None)
+    }
+
+    fn checkpoint(
+        &mut self,
+        req: CheckpointRequest,
+        t: &mut Tables<'_>,
+        st: &mut Batch,
+    ) -> Result<CheckpointResult, Abort> {
+        let text = req.note.to_string();
+        let cp = match SignedCheckpoint::parse(&text) {
+            Ok(c) => c.checkpoint,
+            Err(e) => return Ok(Err(CheckpointRefusal::Malformed(e))),
+        };
+        if cp.origin.tenant() != &req.tenant || cp.origin.ledger() != &req.ledger {
+            return Ok(Err(CheckpointRefusal::WrongLedger));
+        }
+        let key = ledger_key(&req.tenant, &req.ledger);
+        if !self.load_head(&key, t, st)? {
+            return Ok(Err(CheckpointRefusal::NoLedger));
+        }
+        let head = &st.heads[&key].0;
+        if cp.size <= head.checkpoint_size {
+            return Ok(Err(CheckpointRefusal::NotNewer { last: head.checkpoint_size }));
+        }
+        if cp.size > head.next_seq {
+            return Ok(Err(CheckpointRefusal::BeyondHead { size: head.next_seq }));
+        }
+        let root = if cp.size == head.next_seq {
+            let peaks = head.peaks.iter().map(|p| Hash32::from_bytes(*p)).collect();
+            CompactRange::from_parts(head.next_seq, peaks)
+                .ok_or_else(|| corrupt(&head.tenant, &head.ledger, None, "head peaks do not match its size"))?
+                .root()
+        } else {
+            let mut view = TreeView::new(head.id, &head.tenant, &head.ledger, &t.records, &t.nodes);
+            let root = view.root(cp.size);
+            match view.error {
+                None => root,
+                Some(crate::ReadError::Corrupt(c)) => return Err(Abort::Corrupt(c)),
+                Some(e) => return Err(Abort::Storage(e.to_string())),
+            }
+        };
+        if root != cp.root {
+            return Ok(Err(CheckpointRefusal::RootMismatch { size: cp.size }));
+        }
+        let id = head.id;
+        if t.checkpoints.insert((id, cp.size), text.as_str())?.is_some() {
+            return Err(Abort::Invariant("checkpoint already present"));
+        }
+        let (head, changed) = st.heads.get_mut(&key).expect("loaded above");
+        head.checkpoint_size = cp.size;
+        *changed = true;
+        st.checkpoint = Some((id, cp.size, *root.as_bytes()));
+        Ok(Ok(CheckpointStored { size: cp.size }))
+    }
+}
+
+fn identity(entry: IdentityEntry, t: &mut Tables<'_>) -> Result<IdentityResult, Abort> {
+    let next = match t.identity.last()? {
+        Some((k, _)) => k.value() + 1,
+        None => 0,
+    };
+    if entry.seq != next {
+        return Ok(Err(IdentityRefusal::NotNext { next }));
+    }
+    if !valid_key_name(&entry.key_name) {
+        return Ok(Err(IdentityRefusal::BadKeyName));
+    }
+    let row = codec::encode(&StoredIdentity {
+        key_name: entry.key_name,
+        public: entry.public,
+        timestamp_ms: entry.timestamp_ms,
+        statement: entry.statement,
+    });
+    if t.identity.insert(next, row.as_slice())?.is_some() {
+        return Err(Abort::Invariant("identity entry already present"));
+    }
+    Ok(Ok(next))
+}

@@ -1,0 +1,35 @@
+//! Every limit the store enforces, in one place, units last.
+
+/// Appends (and other writes) that may wait for the committer; a full queue
+/// answers `Overloaded` at once instead of buffering without bound.
+pub const QUEUE_DEPTH_MAX: usize = 4096;
+/// Most writes applied in one redb transaction (one group commit).
+pub const BATCH_WRITES_MAX: usize = 512;
+/// Most payload bytes applied in one group commit; a batch closes when it
+/// passes this, so one commit never holds more than about this much.
+pub const BATCH_PAYLOAD_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// Longest idempotency key, in bytes.
+pub const IDEMPOTENCY_KEY_BYTES_MAX: usize = 256;
+/// Most records one range read returns.
+pub const RANGE_RECORDS_COUNT_MAX: u64 = 1000;
+/// Perfect Merkle subtrees are stored from this level up; lower levels are
+/// recomputed from at most `2^level` record hashes, which keeps the node
+/// table at about 1/8 of a hash per record.
+pub const MERKLE_STORED_LEVEL_MIN: u32 = 4;
+/// The high-water-mark file is fsynced at least every this many commits
+/// (and always on checkpoint and close); it is written after every commit.
+pub const HWM_FSYNC_COMMITS_MAX: u64 = 256;
+/// Ledger heads the committer keeps in memory between batches.
+pub const HEAD_CACHE_COUNT_MAX: usize = 65_536;
+/// Export output is handed to the writer in chunks of about this size.
+pub const EXPORT_CHUNK_BYTES: usize = 64 * 1024;
+/// Records read per read transaction step when streaming (export, check, index).
+pub const SCAN_CHUNK_RECORDS: u64 = 1024;
+/// Largest value the codec will decode, so a corrupt length prefix cannot
+/// make it allocate without bound.
+pub const CODEC_VALUE_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+const _: () = assert!(BATCH_WRITES_MAX <= QUEUE_DEPTH_MAX);
+const _: () = assert!(annal_chain::limits::PAYLOAD_BYTES_MAX + 64 * 1024 < CODEC_VALUE_BYTES_MAX);
+const _: () = assert!(annal_chain::limits::PAYLOAD_BYTES_MAX <= BATCH_PAYLOAD_BYTES_MAX);
+const _: () = assert!(MERKLE_STORED_LEVEL_MIN >= 1 && MERKLE_STORED_LEVEL_MIN <= 8);

@@ -1,0 +1,274 @@
+//! Backup (a consistent snapshot while appends continue), restore (into an
+//! empty directory only) and the full integrity check an operator runs before
+//! promoting a restore.
+
+use std::path::{Path, PathBuf};
+
+use annal_chain::{CompactRange, Hash32, SignedCheckpoint, TrustedKey};
+use redb::{ReadableTable, TableDefinition};
+
+use crate::error::{MaintenanceError, ReadError};
+use crate::hwm::{self, Hwm, Mark};
+use crate::schema::{
+    API_KEYS, CHECKPOINTS, IDEMPOTENCY, IDENTITY, LEDGER_NAMES, LEDGERS, META, META_RECORDS_TOTAL,
+    MIGRATIONS, NODES, OUTBOX, RECORDS, TENANTS, WEBHOOKS,
+};
+use crate::store::{DB_FILE_NAME, OpenOptions, Store, decode_record};
+use crate::tree::{append_leaf, stored_level};
+
+/// What a backup copied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BackupStats {
+    pub records_total: u64,
+}
+
+/// The first thing `check` found wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckFailure {
+    pub tenant: String,
+    pub ledger: String,
+    pub seq: Option<u64>,
+    pub what: String,
+}
+
+/// The outcome of a full check: counts, and the first failure if any.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckReport {
+    pub ledgers: u64,
+    pub records: u64,
+    pub checkpoints: u64,
+    pub failure: Option<CheckFailure>,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> MaintenanceError + '_ {
+    move |error| MaintenanceError::Io { path: path.to_owned(), error }
+}
+
+fn db_err(e: impl Into<redb::Error>) -> MaintenanceError {
+    MaintenanceError::Database(e.into().to_string())
+}
+
+/// Creates `dir` or accepts it if empty; anything else is refused.
+fn empty_dir(dir: &Path) -> Result<(), MaintenanceError> {
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                return Err(MaintenanceError::NotEmpty { path: dir.to_owned() });
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir_all(dir).map_err(io(dir)),
+        Err(e) => Err(io(dir)(e)),
+    }
+}
+
+fn copy_table<K, V>(
+    src: &redb::ReadTransaction,
+    dst: &redb::WriteTransaction,
+    def: TableDefinition<K, V>,
+) -> Result<(), MaintenanceError>
+where
+    K: redb::Key + 'static,
+    V: redb::Value + 'static,
+    for<'a> K::SelfType<'a>: Sized,
+{
+    let from = match src.open_table(def) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+        Err(e) => return Err(db_err(e)),
+    };
+    let mut to = dst.open_table(def).map_err(db_err)?;
+    for entry in from.iter().map_err(db_err)? {
+        let (k, v) = entry.map_err(db_err)?;
+        to.insert(k.value(), v.value()).map_err(db_err)?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Writes a consistent snapshot (database and high-water mark) into
+    /// `dir`, which must be empty or absent. Appends continue meanwhile.
+    pub fn backup(&self, dir: &Path) -> Result<BackupStats, MaintenanceError> {
+        empty_dir(dir)?;
+        let snap = self.snapshot()?;
+        let records_total = {
+            let meta = snap.txn.open_table(META).map_err(db_err)?;
+            meta.get(META_RECORDS_TOTAL).map_err(db_err)?.map_or(0, |v| v.value())
+        };
+        let path = dir.join(DB_FILE_NAME);
+        let dst = redb::Database::create(&path).map_err(db_err)?;
+        let mut txn = dst.begin_write().map_err(db_err)?;
+        txn.set_durability(redb::Durability::Immediate)
+            .map_err(|e| MaintenanceError::Database(e.to_string()))?;
+        copy_table(&snap.txn, &txn, META)?;
+        copy_table(&snap.txn, &txn, MIGRATIONS)?;
+        copy_table(&snap.txn, &txn, LEDGERS)?;
+        copy_table(&snap.txn, &txn, LEDGER_NAMES)?;
+        copy_table(&snap.txn, &txn, RECORDS)?;
+        copy_table(&snap.txn, &txn, NODES)?;
+        copy_table(&snap.txn, &txn, CHECKPOINTS)?;
+        copy_table(&snap.txn, &txn, IDEMPOTENCY)?;
+        copy_table(&snap.txn, &txn, IDENTITY)?;
+        copy_table(&snap.txn, &txn, TENANTS)?;
+        copy_table(&snap.txn, &txn, API_KEYS)?;
+        copy_table(&snap.txn, &txn, WEBHOOKS)?;
+        copy_table(&snap.txn, &txn, OUTBOX)?;
+        txn.commit().map_err(db_err)?;
+        drop(dst);
+        let hwm_path = dir.join(hwm::FILE_NAME);
+        Hwm::open(&hwm_path, Mark { generation: 0, records_total, checkpoint: None })
+            .map_err(io(&hwm_path))?;
+        hwm::sync_dir(dir).map_err(io(dir))?;
+        Ok(BackupStats { records_total })
+    }
+
+    /// Re-verifies every record hash, chain link, stored Merkle node, ledger
+    /// head, and every checkpoint's root and signature. Signatures are checked
+    /// against `trusted`, or when that is empty against the identity log.
+    /// Stops at the first failure.
+    pub fn check(&self, trusted: &[TrustedKey]) -> Result<CheckReport, ReadError> {
+        let keys: Vec<TrustedKey> = if trusted.is_empty() {
+            self.identity_log()?.into_iter().map(|e| TrustedKey::from_public(e.public)).collect()
+        } else {
+            trusted.to_vec()
+        };
+        let snap = self.snapshot()?;
+        let mut report = CheckReport { ledgers: 0, records: 0, checkpoints: 0, failure: None };
+        let records = snap.txn.open_table(RECORDS).map_err(|e| self.storage(e))?;
+        let nodes = snap.txn.open_table(NODES).map_err(|e| self.storage(e))?;
+        let cps = snap.txn.open_table(CHECKPOINTS).map_err(|e| self.storage(e))?;
+        for head in snap.heads()? {
+            report.ledgers += 1;
+            let fail = |seq: Option<u64>, what: &str| {
+                Some(CheckFailure {
+                    tenant: head.tenant.clone(),
+                    ledger: head.ledger.clone(),
+                    seq,
+                    what: what.to_owned(),
+                })
+            };
+            let checkpoints: Vec<(u64, String)> = {
+                let mut v = Vec::new();
+                for e in cps.range((head.id, 0)..=(head.id, u64::MAX)).map_err(|e| self.storage(e))? {
+                    let (k, t) = e.map_err(|e| self.storage(e))?;
+                    v.push((k.value().1, t.value().to_owned()));
+                }
+                v
+            };
+            let mut next_cp = checkpoints.iter().peekable();
+            let mut peaks: Vec<Hash32> = Vec::new();
+            let mut prev = Hash32::ZERO;
+            let mut seq = 0u64;
+            let mut bad_node = None;
+            for entry in records.range((head.id, 0)..(head.id, u64::MAX)).map_err(|e| self.storage(e))? {
+                let (k, v) = entry.map_err(|e| self.storage(e))?;
+                if k.value().1 != seq {
+                    report.failure = fail(Some(seq), "record missing (seq gap)");
+                    return Ok(report);
+                }
+                let (record, stored) = match decode_record(&head, seq, v.value()) {
+                    Ok(r) => r,
+                    Err(ReadError::Corrupt(c)) => {
+                        report.failure = fail(c.seq, c.what);
+                        return Ok(report);
+                    }
+                    Err(e) => return Err(e),
+                };
+                if record.prev() != prev {
+                    report.failure = fail(Some(seq), "prev is not the previous record's hash");
+                    return Ok(report);
+                }
+                let hash = Hash32::from_bytes(stored.hash);
+                append_leaf(seq, &mut peaks, hash, &mut |level, index, h| {
+                    if bad_node.is_none() && stored_level(level) {
+                        let level8 = u8::try_from(level).expect("levels fit u8");
+                        match nodes.get((head.id, level8, index)) {
+                            Ok(Some(n)) if n.value() == *h.as_bytes() => {}
+                            Ok(_) => bad_node = Some(Ok(())),
+                            Err(e) => bad_node = Some(Err(e)),
+                        }
+                    }
+                });
+                match bad_node.take() {
+                    None => {}
+                    Some(Ok(())) => {
+                        report.failure = fail(Some(seq), "stored merkle node differs from the records");
+                        return Ok(report);
+                    }
+                    Some(Err(e)) => return Err(self.storage(e)),
+                }
+                prev = hash;
+                seq += 1;
+                report.records += 1;
+                while let Some((size, text)) = next_cp.next_if(|(size, _)| *size <= seq) {
+                    report.checkpoints += 1;
+                    let root = CompactRange::from_parts(seq, peaks.clone()).expect("peaks match size").root();
+                    let Ok(cp) = SignedCheckpoint::parse(text) else {
+                        report.failure = fail(Some(*size), "checkpoint does not parse");
+                        return Ok(report);
+                    };
+                    if *size != seq || cp.checkpoint.size != seq || cp.checkpoint.root != root {
+                        report.failure = fail(Some(*size), "checkpoint root differs from the records");
+                        return Ok(report);
+                    }
+                    if cp.checkpoint.origin.tenant().as_str() != head.tenant
+                        || cp.checkpoint.origin.ledger().as_str() != head.ledger
+                    {
+                        report.failure = fail(Some(*size), "checkpoint origin is another ledger");
+                        return Ok(report);
+                    }
+                    if cp.note.verify(&keys).is_err() {
+                        report.failure = fail(Some(*size), "checkpoint signature does not verify");
+                        return Ok(report);
+                    }
+                }
+            }
+            if let Some((size, _)) = next_cp.next() {
+                report.failure = fail(Some(*size), "checkpoint beyond the records");
+                return Ok(report);
+            }
+            if seq != head.next_seq {
+                report.failure = fail(Some(seq), "ledger head size differs from the records");
+                return Ok(report);
+            }
+            let head_peaks: Vec<Hash32> = head.peaks.iter().map(|p| Hash32::from_bytes(*p)).collect();
+            if prev.as_bytes() != &head.head_hash || head_peaks != peaks {
+                report.failure = fail(None, "ledger head differs from the records");
+                return Ok(report);
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// Opens the store in `data_dir` without migrating and checks it fully.
+pub fn check(data_dir: &Path, trusted: &[TrustedKey]) -> Result<CheckReport, MaintenanceError> {
+    let store =
+        Store::open(data_dir, OpenOptions { apply_pending_migrations: false, ..OpenOptions::default() })?;
+    let report = store.check(trusted)?;
+    drop(store);
+    Ok(report)
+}
+
+/// Copies a backup into `data_dir`, which must be empty or absent; never
+/// writes over live data. Run [`check`] on the result before serving it.
+pub fn restore(from: &Path, data_dir: &Path) -> Result<(), MaintenanceError> {
+    let src_db = from.join(DB_FILE_NAME);
+    if !src_db.is_file() {
+        return Err(MaintenanceError::Io {
+            path: src_db,
+            error: std::io::Error::new(std::io::ErrorKind::NotFound, "no database in backup"),
+        });
+    }
+    empty_dir(data_dir)?;
+    for name in [DB_FILE_NAME, hwm::FILE_NAME] {
+        let (src, dst): (PathBuf, PathBuf) = (from.join(name), data_dir.join(name));
+        if !src.exists() {
+            continue;
+        }
+        std::fs::copy(&src, &dst).map_err(io(&dst))?;
+        std::fs::File::open(&dst).and_then(|f| f.sync_all()).map_err(io(&dst))?;
+    }
+    hwm::sync_dir(data_dir).map_err(io(data_dir))?;
+    Ok(())
+}

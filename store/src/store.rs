@@ -1,0 +1,812 @@
+//! The store: open (migrations, rollback guard), the queued write API, and
+//! reads that re-check what writes asserted.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+
+use annal_chain::{
+    Hash32, LedgerName, Origin, Parent, Record, RecordFields, Seq, SignedNote, TenantId, consistency_proof,
+    empty_root, inclusion_proof, write_checkpoint, write_end, write_header, write_record,
+};
+use redb::{ReadTransaction, ReadableDatabase, ReadableTable, StorageBackend};
+
+use crate::codec::{self, StoredHead, StoredIdentity, StoredRecord};
+use crate::committer::{AppendResult, CheckpointResult, Command, Committer, IdentityResult};
+use crate::error::{Corruption, ExportError, OpenError, ReadError, WriteError};
+use crate::hwm::{self, Hwm, Mark};
+use crate::limits::{EXPORT_CHUNK_BYTES, QUEUE_DEPTH_MAX, RANGE_RECORDS_COUNT_MAX};
+use crate::schema::{
+    self, CHECKPOINTS, IDENTITY, LEDGERS, META, META_NEXT_LEDGER_ID, META_RECORDS_TOTAL, MigrationStatus,
+    NODES, RECORDS,
+};
+use crate::ticket::{Ticket, pair};
+use crate::tree::TreeView;
+
+/// The database file inside a data directory.
+pub const DB_FILE_NAME: &str = "annal.redb";
+
+/// Where a new record goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Position {
+    /// At the head, whatever it is.
+    Next,
+    /// Exactly here, or refused: a replica applying a verified export, or a
+    /// client doing optimistic concurrency.
+    Exact { seq: Seq, prev: Hash32 },
+}
+
+/// One append. The store assigns seq and prev (or checks them, `Exact`).
+#[derive(Clone, Debug)]
+pub struct AppendRequest {
+    pub tenant: TenantId,
+    pub ledger: LedgerName,
+    pub position: Position,
+    /// Given by the caller: the store reads no clock.
+    pub timestamp_ms: u64,
+    pub content_type: String,
+    pub payload: Vec<u8>,
+    pub parents: Vec<Parent>,
+    /// Per tenant and ledger; a retry with the same key and content returns
+    /// the original record.
+    pub idempotency_key: Option<String>,
+}
+
+/// A committed (or replayed) append.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Appended {
+    pub seq: Seq,
+    pub hash: Hash32,
+    /// The idempotency key had already made this record; nothing was written.
+    pub replayed: bool,
+}
+
+/// A checkpoint the caller signed, to be stored if it matches the tree.
+#[derive(Clone, Debug)]
+pub struct CheckpointRequest {
+    pub tenant: TenantId,
+    pub ledger: LedgerName,
+    pub note: SignedNote,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CheckpointStored {
+    pub size: u64,
+}
+
+/// One entry of the signing-identity log (append-only; `seq` must be next).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdentityEntry {
+    pub seq: u64,
+    pub key_name: String,
+    pub public: [u8; 32],
+    pub timestamp_ms: u64,
+    /// E.g. the rotation statement signed by old and new key; opaque here.
+    pub statement: String,
+}
+
+/// A ledger's state, read in O(1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LedgerState {
+    pub size: u64,
+    pub head_hash: Hash32,
+    pub root: Hash32,
+    pub checkpoint_size: u64,
+}
+
+/// A record read back and re-verified, with its hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordEntry {
+    pub record: Record,
+    pub hash: Hash32,
+}
+
+/// What an export wrote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExportStats {
+    pub records: u64,
+    pub checkpoints: u64,
+}
+
+/// How to open.
+#[derive(Debug)]
+pub struct OpenOptions {
+    /// Refuse to open unless the schema head is exactly this (after applying
+    /// pending steps, if allowed).
+    pub expected_head: Option<u32>,
+    /// Apply pending migration steps at open; otherwise pending steps refuse.
+    pub apply_pending_migrations: bool,
+    /// Use this redb backend instead of `<data dir>/annal.redb` (crash and
+    /// fault tests). The high-water mark still lives in the data directory.
+    pub backend: Option<Box<dyn StorageBackend>>,
+}
+
+impl Default for OpenOptions {
+    fn default() -> OpenOptions {
+        OpenOptions { expected_head: None, apply_pending_migrations: true, backend: None }
+    }
+}
+
+#[derive(Debug)]
+struct DynBackend(Box<dyn StorageBackend>);
+
+impl StorageBackend for DynBackend {
+    fn len(&self) -> Result<u64, std::io::Error> {
+        self.0.len()
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), std::io::Error> {
+        self.0.read(offset, out)
+    }
+    fn set_len(&self, len: u64) -> Result<(), std::io::Error> {
+        self.0.set_len(len)
+    }
+    fn sync_data(&self) -> Result<(), std::io::Error> {
+        self.0.sync_data()
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), std::io::Error> {
+        self.0.write(offset, data)
+    }
+    fn close(&self) -> Result<(), std::io::Error> {
+        self.0.close()
+    }
+}
+
+/// State shared by the committer and readers.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) db: redb::Database,
+    failed_flag: AtomicBool,
+    failed: Mutex<Option<String>>,
+}
+
+impl Shared {
+    /// Enters the failed state; the first reason is kept.
+    pub(crate) fn fail(&self, reason: String) {
+        let mut f = self.failed.lock().unwrap_or_else(PoisonError::into_inner);
+        if f.is_none() {
+            *f = Some(reason);
+        }
+        self.failed_flag.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn failure(&self) -> Option<String> {
+        if !self.failed_flag.load(Ordering::Acquire) {
+            return None;
+        }
+        self.failed.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+}
+
+pub(crate) fn ledger_key(tenant: &TenantId, ledger: &LedgerName) -> String {
+    format!("{tenant}/{ledger}")
+}
+
+/// An open store. Writes go through one committer thread; reads run on the
+/// caller's thread against a consistent snapshot.
+#[derive(Debug)]
+pub struct Store {
+    shared: Arc<Shared>,
+    tx: Option<SyncSender<Command>>,
+    committer: Option<JoinHandle<()>>,
+    data_dir: PathBuf,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> OpenError + '_ {
+    move |error| OpenError::Io { path: path.to_owned(), error }
+}
+
+/// Where the schema stands, without opening the store for use.
+pub fn migration_status(data_dir: &Path) -> Result<MigrationStatus, OpenError> {
+    let path = data_dir.join(DB_FILE_NAME);
+    let db = redb::Database::open(&path).map_err(|e| OpenError::Database(e.to_string()))?;
+    schema::status(&db)
+}
+
+/// Applies pending migration steps in one transaction.
+pub fn migrate_up(data_dir: &Path) -> Result<MigrationStatus, OpenError> {
+    std::fs::create_dir_all(data_dir).map_err(io_err(data_dir))?;
+    let path = data_dir.join(DB_FILE_NAME);
+    let db = redb::Database::create(&path).map_err(|e| OpenError::Database(e.to_string()))?;
+    schema::up(&db)
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `data_dir`.
+    pub fn open(data_dir: &Path, options: OpenOptions) -> Result<Store, OpenError> {
+        std::fs::create_dir_all(data_dir).map_err(io_err(data_dir))?;
+        let db_err = |e: redb::DatabaseError| OpenError::Database(e.to_string());
+        let db = match options.backend {
+            Some(b) => redb::Builder::new().create_with_backend(DynBackend(b)).map_err(db_err)?,
+            None => redb::Database::create(data_dir.join(DB_FILE_NAME)).map_err(db_err)?,
+        };
+        let mut status = schema::status(&db)?;
+        if !status.pending.is_empty() {
+            if !options.apply_pending_migrations {
+                return Err(OpenError::MigrationsPending { head: status.head, pending: status.pending });
+            }
+            status = schema::up(&db)?;
+        }
+        if let Some(expected) = options.expected_head
+            && expected != status.head
+        {
+            return Err(OpenError::HeadMismatch { expected, actual: status.head });
+        }
+        let (records_total, next_ledger_id) = read_meta(&db)?;
+        let hwm_path = data_dir.join(hwm::FILE_NAME);
+        let mark = match hwm::read(&hwm_path).map_err(io_err(&hwm_path))? {
+            None => Mark { generation: 0, records_total, checkpoint: None },
+            Some(None) => return Err(OpenError::HwmUnreadable { path: hwm_path }),
+            Some(Some(mark)) => {
+                guard(&db, &mark, records_total)?;
+                Mark { records_total, ..mark }
+            }
+        };
+        let hwm = Hwm::open(&hwm_path, mark).map_err(io_err(&hwm_path))?;
+        let shared = Arc::new(Shared { db, failed_flag: AtomicBool::new(false), failed: Mutex::new(None) });
+        let (tx, rx) = sync_channel(QUEUE_DEPTH_MAX);
+        let committer = Committer {
+            shared: shared.clone(),
+            rx,
+            heads: HashMap::new(),
+            records_total,
+            next_ledger_id,
+            hwm,
+        };
+        let handle = std::thread::Builder::new()
+            .name("annal-committer".into())
+            .spawn(move || committer.run())
+            .map_err(io_err(data_dir))?;
+        Ok(Store { shared, tx: Some(tx), committer: Some(handle), data_dir: data_dir.to_owned() })
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// `Some(reason)` once the store failed; every operation then fails.
+    pub fn failure(&self) -> Option<String> {
+        self.shared.failure()
+    }
+
+    fn submit<T>(&self, make: impl FnOnce(crate::ticket::Reply<T>) -> Command) -> Ticket<T> {
+        if let Some(reason) = self.shared.failure() {
+            return Ticket::ready(Err(WriteError::Failed(reason)));
+        }
+        let Some(tx) = &self.tx else { return Ticket::ready(Err(WriteError::Closed)) };
+        let (reply, ticket) = pair();
+        match tx.try_send(make(reply)) {
+            Ok(()) => ticket,
+            Err(TrySendError::Full(cmd)) => {
+                cmd.refuse(WriteError::Overloaded);
+                ticket
+            }
+            Err(TrySendError::Disconnected(cmd)) => {
+                cmd.refuse(WriteError::Closed);
+                ticket
+            }
+        }
+    }
+
+    /// Queues an append; the ticket answers after the commit that holds it.
+    pub fn append(&self, request: AppendRequest) -> Ticket<AppendResult> {
+        self.submit(|reply| Command::Append(request, reply))
+    }
+
+    /// Queues a checkpoint; refused unless it matches the tree and is newer.
+    pub fn store_checkpoint(&self, request: CheckpointRequest) -> Ticket<CheckpointResult> {
+        self.submit(|reply| Command::Checkpoint(request, reply))
+    }
+
+    /// Queues an identity-log entry.
+    pub fn append_identity(&self, entry: IdentityEntry) -> Ticket<IdentityResult> {
+        self.submit(|reply| Command::Identity(entry, reply))
+    }
+
+    /// Stops the committer after the queued writes and syncs the mark.
+    pub fn close(mut self) -> Result<(), WriteError> {
+        self.shutdown();
+        match self.shared.failure() {
+            Some(reason) => Err(WriteError::Failed(reason)),
+            None => Ok(()),
+        }
+    }
+
+    fn shutdown(&mut self) {
+        self.tx = None;
+        if let Some(h) = self.committer.take()
+            && h.join().is_err()
+        {
+            self.shared.fail("committer panicked".into());
+        }
+    }
+
+    fn read_txn(&self) -> Result<ReadTransaction, ReadError> {
+        if let Some(reason) = self.shared.failure() {
+            return Err(ReadError::Failed(reason));
+        }
+        self.shared.db.begin_read().map_err(|e| self.storage(e))
+    }
+
+    pub(crate) fn storage(&self, e: impl Into<redb::Error>) -> ReadError {
+        let msg = e.into().to_string();
+        self.shared.fail(msg.clone());
+        ReadError::Failed(msg)
+    }
+
+    pub(crate) fn snapshot(&self) -> Result<Snapshot<'_>, ReadError> {
+        Ok(Snapshot { store: self, txn: self.read_txn()? })
+    }
+
+    pub fn ledger_state(
+        &self,
+        tenant: &TenantId,
+        ledger: &LedgerName,
+    ) -> Result<Option<LedgerState>, ReadError> {
+        let snap = self.snapshot()?;
+        let Some(head) = snap.head(tenant, ledger)? else { return Ok(None) };
+        let root = snap.root(&head, head.next_seq)?;
+        Ok(Some(LedgerState {
+            size: head.next_seq,
+            head_hash: Hash32::from_bytes(head.head_hash),
+            root,
+            checkpoint_size: head.checkpoint_size,
+        }))
+    }
+
+    /// One record, re-verified (hash and chain link); `None` if absent.
+    pub fn record(
+        &self,
+        tenant: &TenantId,
+        ledger: &LedgerName,
+        seq: Seq,
+    ) -> Result<Option<RecordEntry>, ReadError> {
+        let snap = self.snapshot()?;
+        let Some(head) = snap.head(tenant, ledger)? else { return Ok(None) };
+        let mut out = snap.records(&head, seq.get(), 1)?;
+        Ok(out.pop())
+    }
+
+    /// Records after `after` (exclusive; `None` from the start), at most
+    /// `limit` (capped at `RANGE_RECORDS_COUNT_MAX`), re-verified.
+    pub fn records(
+        &self,
+        tenant: &TenantId,
+        ledger: &LedgerName,
+        after: Option<Seq>,
+        limit: u64,
+    ) -> Result<Vec<RecordEntry>, ReadError> {
+        let snap = self.snapshot()?;
+        let Some(head) = snap.head(tenant, ledger)? else { return Ok(Vec::new()) };
+        let from = after.map_or(0, |s| s.get().saturating_add(1));
+        snap.records(&head, from, limit.min(RANGE_RECORDS_COUNT_MAX))
+    }
+
+    /// Root of the first `size` records.
+    pub fn root_at(&self, tenant: &TenantId, ledger: &LedgerName, size: u64) -> Result<Hash32, ReadError> {
+        let snap = self.snapshot()?;
+        let head = snap.head(tenant, ledger)?.ok_or(ReadError::NoLedger)?;
+        if size > head.next_seq {
+            return Err(ReadError::OutOfRange { size: head.next_seq });
+        }
+        snap.root(&head, size)
+    }
+
+    /// RFC 9162 inclusion proof of `seq` in the tree of `size` records.
+    pub fn inclusion_proof(
+        &self,
+        tenant: &TenantId,
+        ledger: &LedgerName,
+        seq: Seq,
+        size: u64,
+    ) -> Result<Vec<Hash32>, ReadError> {
+        let snap = self.snapshot()?;
+        let head = snap.head(tenant, ledger)?.ok_or(ReadError::NoLedger)?;
+        if size > head.next_seq || seq.get() >= size {
+            return Err(ReadError::OutOfRange { size: head.next_seq });
+        }
+        snap.with_tree(&head, |tree| inclusion_proof(seq.get(), size, tree).expect("seq < size"))
+    }
+
+    /// RFC 9162 consistency proof from `old` to `new` records.
+    pub fn consistency_proof(
+        &self,
+        tenant: &TenantId,
+        ledger: &LedgerName,
+        old: u64,
+        new: u64,
+    ) -> Result<Vec<Hash32>, ReadError> {
+        let snap = self.snapshot()?;
+        let head = snap.head(tenant, ledger)?.ok_or(ReadError::NoLedger)?;
+        if new > head.next_seq || old == 0 || old > new {
+            return Err(ReadError::OutOfRange { size: head.next_seq });
+        }
+        snap.with_tree(&head, |tree| consistency_proof(old, new, tree).expect("0 < old <= new"))
+    }
+
+    /// The newest stored checkpoint of a ledger.
+    pub fn latest_checkpoint(
+        &self,
+        tenant: &TenantId,
+        ledger: &LedgerName,
+    ) -> Result<Option<SignedNote>, ReadError> {
+        let snap = self.snapshot()?;
+        let Some(head) = snap.head(tenant, ledger)? else { return Ok(None) };
+        if head.checkpoint_size == 0 {
+            return Ok(None);
+        }
+        snap.checkpoint(&head, head.checkpoint_size)
+    }
+
+    /// The checkpoint issued at exactly `size`, if any.
+    pub fn checkpoint_at(
+        &self,
+        tenant: &TenantId,
+        ledger: &LedgerName,
+        size: u64,
+    ) -> Result<Option<SignedNote>, ReadError> {
+        let snap = self.snapshot()?;
+        let Some(head) = snap.head(tenant, ledger)? else { return Ok(None) };
+        snap.checkpoint(&head, size)
+    }
+
+    /// The signing-identity log, in order.
+    pub fn identity_log(&self) -> Result<Vec<IdentityEntry>, ReadError> {
+        let snap = self.snapshot()?;
+        let table = snap.txn.open_table(IDENTITY).map_err(|e| self.storage(e))?;
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(|e| self.storage(e))? {
+            let (k, v) = entry.map_err(|e| self.storage(e))?;
+            let s: StoredIdentity = codec::decode(v.value()).map_err(|_| {
+                ReadError::Corrupt(Corruption {
+                    tenant: String::new(),
+                    ledger: "identity".into(),
+                    seq: Some(k.value()),
+                    what: "identity entry does not decode",
+                })
+            })?;
+            out.push(IdentityEntry {
+                seq: k.value(),
+                key_name: s.key_name,
+                public: s.public,
+                timestamp_ms: s.timestamp_ms,
+                statement: s.statement,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Streams the ledger in the annal-chain export format, from one
+    /// snapshot, in bounded memory: header, records with same-ledger parent
+    /// proofs, checkpoints where they were issued, end line.
+    pub fn export(
+        &self,
+        origin: &Origin,
+        vkeys: &[String],
+        out: &mut dyn Write,
+    ) -> Result<ExportStats, ExportError> {
+        let snap = self.snapshot()?;
+        let head = snap.head(origin.tenant(), origin.ledger())?.ok_or(ReadError::NoLedger)?;
+        snap.export(&head, origin, vkeys, out)
+    }
+
+    /// Every ledger as (tenant, ledger, size), in key order.
+    pub fn ledgers(&self) -> Result<Vec<(TenantId, LedgerName, u64)>, ReadError> {
+        let snap = self.snapshot()?;
+        Ok(snap
+            .heads()?
+            .into_iter()
+            .filter_map(|h| {
+                Some((TenantId::new(&h.tenant).ok()?, LedgerName::new(&h.ledger).ok()?, h.next_seq))
+            })
+            .collect())
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn read_meta(db: &redb::Database) -> Result<(u64, u64), OpenError> {
+    let e = |e: redb::Error| OpenError::Database(e.to_string());
+    let txn = db.begin_read().map_err(|x| e(x.into()))?;
+    let meta = txn.open_table(META).map_err(|x| e(x.into()))?;
+    let get = |k: &str| -> Result<u64, OpenError> {
+        meta.get(k)
+            .map_err(|x| e(x.into()))?
+            .map(|v| v.value())
+            .ok_or_else(|| OpenError::Database(format!("meta {k} missing")))
+    };
+    Ok((get(META_RECORDS_TOTAL)?, get(META_NEXT_LEDGER_ID)?))
+}
+
+/// Refuses a database behind its high-water mark.
+fn guard(db: &redb::Database, mark: &Mark, records_total: u64) -> Result<(), OpenError> {
+    if records_total < mark.records_total {
+        return Err(OpenError::RolledBack {
+            detail: format!(
+                "database holds {records_total} records, {} were acknowledged",
+                mark.records_total
+            ),
+        });
+    }
+    if let Some((id, size, root)) = mark.checkpoint {
+        let e = |e: redb::Error| OpenError::Database(e.to_string());
+        let txn = db.begin_read().map_err(|x| e(x.into()))?;
+        let table = txn.open_table(CHECKPOINTS).map_err(|x| e(x.into()))?;
+        let found = table.get((id, size)).map_err(|x| e(x.into()))?.map(|v| v.value().to_owned());
+        let matches = found
+            .and_then(|text| annal_chain::SignedCheckpoint::parse(&text).ok())
+            .is_some_and(|c| c.checkpoint.size == size && c.checkpoint.root.as_bytes() == &root);
+        if !matches {
+            return Err(OpenError::RolledBack {
+                detail: format!("the last checkpoint (ledger id {id}, size {size}) is missing or differs"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// One consistent read view.
+pub(crate) struct Snapshot<'s> {
+    store: &'s Store,
+    pub(crate) txn: ReadTransaction,
+}
+
+pub(crate) fn corruption(head: &StoredHead, seq: Option<u64>, what: &'static str) -> ReadError {
+    ReadError::Corrupt(Corruption { tenant: head.tenant.clone(), ledger: head.ledger.clone(), seq, what })
+}
+
+/// Decodes and re-verifies one stored record: its fields pass the chain's
+/// checks and its recomputed hash equals the stored one.
+pub(crate) fn decode_record(
+    head: &StoredHead,
+    seq: u64,
+    value: &[u8],
+) -> Result<(Record, StoredRecord), ReadError> {
+    let c = |what| corruption(head, Some(seq), what);
+    let s: StoredRecord = codec::decode(value).map_err(|_| c("record does not decode"))?;
+    let mut parents = Vec::with_capacity(s.parents.len());
+    for p in &s.parents {
+        parents.push(Parent {
+            ledger: LedgerName::new(&p.ledger).map_err(|_| c("parent ledger name invalid"))?,
+            seq: Seq::new(p.seq),
+            hash: Hash32::from_bytes(p.hash),
+        });
+    }
+    let record = Record::new(RecordFields {
+        tenant: TenantId::new(&head.tenant).map_err(|_| c("tenant invalid"))?,
+        ledger: LedgerName::new(&head.ledger).map_err(|_| c("ledger name invalid"))?,
+        seq: Seq::new(seq),
+        timestamp_ms: s.timestamp_ms,
+        prev: Hash32::from_bytes(s.prev),
+        content_type: s.content_type.clone(),
+        payload: s.payload.clone(),
+        parents,
+    })
+    .map_err(|_| c("record fails its own checks"))?;
+    if record.hash().as_bytes() != &s.hash {
+        return Err(c("recomputed hash differs from the stored hash"));
+    }
+    Ok((record, s))
+}
+
+impl Snapshot<'_> {
+    fn err(&self, e: impl Into<redb::Error>) -> ReadError {
+        self.store.storage(e)
+    }
+
+    pub(crate) fn head(
+        &self,
+        tenant: &TenantId,
+        ledger: &LedgerName,
+    ) -> Result<Option<StoredHead>, ReadError> {
+        let table = self.txn.open_table(LEDGERS).map_err(|e| self.err(e))?;
+        let key = ledger_key(tenant, ledger);
+        let Some(v) = table.get(key.as_str()).map_err(|e| self.err(e))? else { return Ok(None) };
+        let head: StoredHead = codec::decode(v.value()).map_err(|_| {
+            ReadError::Corrupt(Corruption {
+                tenant: tenant.to_string(),
+                ledger: ledger.to_string(),
+                seq: None,
+                what: "ledger row does not decode",
+            })
+        })?;
+        Ok(Some(head))
+    }
+
+    pub(crate) fn heads(&self) -> Result<Vec<StoredHead>, ReadError> {
+        let table = self.txn.open_table(LEDGERS).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(|e| self.err(e))? {
+            let (k, v) = entry.map_err(|e| self.err(e))?;
+            let (tenant, ledger) = k.value().split_once('/').unwrap_or((k.value(), ""));
+            out.push(codec::decode(v.value()).map_err(|_| {
+                ReadError::Corrupt(Corruption {
+                    tenant: tenant.into(),
+                    ledger: ledger.into(),
+                    seq: None,
+                    what: "ledger row does not decode",
+                })
+            })?);
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn with_tree<T>(
+        &self,
+        head: &StoredHead,
+        f: impl FnOnce(
+            &mut TreeView<
+                '_,
+                redb::ReadOnlyTable<(u64, u64), &'static [u8]>,
+                redb::ReadOnlyTable<(u64, u8, u64), [u8; 32]>,
+            >,
+        ) -> T,
+    ) -> Result<T, ReadError> {
+        let records = self.txn.open_table(RECORDS).map_err(|e| self.err(e))?;
+        let nodes = self.txn.open_table(NODES).map_err(|e| self.err(e))?;
+        let mut view = TreeView::new(head.id, &head.tenant, &head.ledger, &records, &nodes);
+        let out = f(&mut view);
+        match view.error {
+            None => Ok(out),
+            Some(ReadError::Failed(msg)) => {
+                self.store.shared.fail(msg.clone());
+                Err(ReadError::Failed(msg))
+            }
+            Some(e) => Err(e),
+        }
+    }
+
+    pub(crate) fn root(&self, head: &StoredHead, size: u64) -> Result<Hash32, ReadError> {
+        if size == 0 {
+            return Ok(empty_root());
+        }
+        self.with_tree(head, |t| t.root(size))
+    }
+
+    pub(crate) fn checkpoint(&self, head: &StoredHead, size: u64) -> Result<Option<SignedNote>, ReadError> {
+        let table = self.txn.open_table(CHECKPOINTS).map_err(|e| self.err(e))?;
+        let Some(v) = table.get((head.id, size)).map_err(|e| self.err(e))? else { return Ok(None) };
+        SignedNote::parse(v.value())
+            .map(Some)
+            .map_err(|_| corruption(head, Some(size), "stored checkpoint does not parse"))
+    }
+
+    /// Records `[from, from + limit)` that exist, each re-verified and linked.
+    pub(crate) fn records(
+        &self,
+        head: &StoredHead,
+        from: u64,
+        limit: u64,
+    ) -> Result<Vec<RecordEntry>, ReadError> {
+        let end = from.saturating_add(limit).min(head.next_seq);
+        if from >= end {
+            return Ok(Vec::new());
+        }
+        let table = self.txn.open_table(RECORDS).map_err(|e| self.err(e))?;
+        let mut prev = if from == 0 {
+            Hash32::ZERO
+        } else {
+            let v = table.get((head.id, from - 1)).map_err(|e| self.err(e))?;
+            let h = v
+                .and_then(|v| codec::peek_hash(v.value()))
+                .ok_or_else(|| corruption(head, Some(from - 1), "record below head missing"))?;
+            Hash32::from_bytes(h)
+        };
+        let mut out = Vec::new();
+        let mut expect = from;
+        for entry in table.range((head.id, from)..(head.id, end)).map_err(|e| self.err(e))? {
+            let (k, v) = entry.map_err(|e| self.err(e))?;
+            let seq = k.value().1;
+            if seq != expect {
+                return Err(corruption(head, Some(expect), "record below head missing"));
+            }
+            let (record, stored) = decode_record(head, seq, v.value())?;
+            if record.prev() != prev {
+                return Err(corruption(head, Some(seq), "prev is not the previous record's hash"));
+            }
+            let hash = Hash32::from_bytes(stored.hash);
+            if seq + 1 == head.next_seq && hash.as_bytes() != &head.head_hash {
+                return Err(corruption(head, Some(seq), "last record is not the ledger head"));
+            }
+            prev = hash;
+            expect += 1;
+            out.push(RecordEntry { record, hash });
+        }
+        if expect != end {
+            return Err(corruption(head, Some(expect), "record below head missing"));
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn export(
+        &self,
+        head: &StoredHead,
+        origin: &Origin,
+        vkeys: &[String],
+        out: &mut dyn Write,
+    ) -> Result<ExportStats, ExportError> {
+        let mut buf = Vec::with_capacity(EXPORT_CHUNK_BYTES * 2);
+        write_header(&mut buf, origin, vkeys);
+        let cps = self.txn.open_table(CHECKPOINTS).map_err(|e| self.err(e))?;
+        let mut cp_iter = cps.range((head.id, 0)..=(head.id, u64::MAX)).map_err(|e| self.err(e))?.peekable();
+        let records = self.txn.open_table(RECORDS).map_err(|e| self.err(e))?;
+        let nodes = self.txn.open_table(NODES).map_err(|e| self.err(e))?;
+        let mut tree = TreeView::new(head.id, &head.tenant, &head.ledger, &records, &nodes);
+        let mut prev = Hash32::ZERO;
+        let mut checkpoints = 0u64;
+        let mut iter = records.range((head.id, 0)..(head.id, head.next_seq)).map_err(|e| self.err(e))?;
+        for seq in 0..=head.next_seq {
+            loop {
+                let size = match cp_iter.peek() {
+                    Some(Ok((k, _))) => k.value().1,
+                    Some(Err(_)) => {
+                        let Some(Err(e)) = cp_iter.next() else { unreachable!() };
+                        return Err(self.err(e).into());
+                    }
+                    None => break,
+                };
+                if size != seq {
+                    if size < seq {
+                        return Err(corruption(head, Some(size), "checkpoint out of order").into());
+                    }
+                    break;
+                }
+                let Some(Ok((_, v))) = cp_iter.next() else { unreachable!() };
+                let note = SignedNote::parse(v.value())
+                    .map_err(|_| corruption(head, Some(size), "stored checkpoint does not parse"))?;
+                write_checkpoint(&mut buf, &note);
+                checkpoints += 1;
+            }
+            if seq == head.next_seq {
+                break;
+            }
+            let (k, v) = match iter.next() {
+                Some(Ok(kv)) => kv,
+                Some(Err(e)) => return Err(self.err(e).into()),
+                None => return Err(corruption(head, Some(seq), "record below head missing").into()),
+            };
+            if k.value().1 != seq {
+                return Err(corruption(head, Some(seq), "record below head missing").into());
+            }
+            let (record, stored) = decode_record(head, seq, v.value())?;
+            if record.prev() != prev {
+                return Err(corruption(head, Some(seq), "prev is not the previous record's hash").into());
+            }
+            let proofs: Vec<Vec<Hash32>> = record
+                .parents()
+                .iter()
+                .map(|p| {
+                    if p.ledger == *origin.ledger() {
+                        inclusion_proof(p.seq.get(), seq, &mut tree).expect("parent is earlier")
+                    } else {
+                        Vec::new()
+                    }
+                })
+                .collect();
+            if let Some(e) = tree.error.take() {
+                return Err(e.into());
+            }
+            let hash = Hash32::from_bytes(stored.hash);
+            write_record(&mut buf, &record, &hash, &proofs);
+            prev = hash;
+            if buf.len() >= EXPORT_CHUNK_BYTES {
+                out.write_all(&buf).map_err(ExportError::Write)?;
+                buf.clear();
+            }
+        }
+        if prev.as_bytes() != &head.head_hash {
+            return Err(corruption(head, None, "last record is not the ledger head").into());
+        }
+        write_end(&mut buf, head.next_seq, checkpoints);
+        out.write_all(&buf).map_err(ExportError::Write)?;
+        out.flush().map_err(ExportError::Write)?;
+        Ok(ExportStats { records: head.next_seq, checkpoints })
+    }
+}

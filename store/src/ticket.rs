@@ -1,0 +1,108 @@
+//! A one-shot reply slot: the committer fills it after the commit returned;
+//! the caller waits on it blocking ([`Ticket::wait`]) or as a `Future`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
+
+use crate::error::WriteError;
+
+#[derive(Debug)]
+struct Slot<T> {
+    value: Option<Result<T, WriteError>>,
+    waker: Option<Waker>,
+}
+
+#[derive(Debug)]
+struct Shared<T> {
+    slot: Mutex<Slot<T>>,
+    ready: Condvar,
+}
+
+/// The committer's end. Dropping it unfilled answers `Closed`, so a waiter can
+/// never hang on a committer that died.
+#[derive(Debug)]
+pub(crate) struct Reply<T> {
+    shared: Option<Arc<Shared<T>>>,
+}
+
+/// The outcome of a queued write, available once its transaction committed
+/// (or failed). `T` is the inner `Result` of the operation.
+#[derive(Debug)]
+pub struct Ticket<T> {
+    shared: Arc<Shared<T>>,
+}
+
+pub(crate) fn pair<T>() -> (Reply<T>, Ticket<T>) {
+    let shared =
+        Arc::new(Shared { slot: Mutex::new(Slot { value: None, waker: None }), ready: Condvar::new() });
+    (Reply { shared: Some(shared.clone()) }, Ticket { shared })
+}
+
+impl<T> Reply<T> {
+    pub(crate) fn send(mut self, value: Result<T, WriteError>) {
+        self.fill(value);
+    }
+
+    fn fill(&mut self, value: Result<T, WriteError>) {
+        let Some(shared) = self.shared.take() else { return };
+        let waker = {
+            let mut slot = shared.slot.lock().unwrap_or_else(PoisonError::into_inner);
+            slot.value = Some(value);
+            slot.waker.take()
+        };
+        shared.ready.notify_all();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+impl<T> Drop for Reply<T> {
+    fn drop(&mut self) {
+        self.fill(Err(WriteError::Closed));
+    }
+}
+
+impl<T> Ticket<T> {
+    /// Blocks until the outcome is known.
+    pub fn wait(self) -> Result<T, WriteError> {
+        let mut slot = self.shared.slot.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if let Some(v) = slot.value.take() {
+                return v;
+            }
+            slot = self.shared.ready.wait(slot).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// The outcome if it is known, without blocking.
+    pub fn try_take(&mut self) -> Option<Result<T, WriteError>> {
+        self.shared.slot.lock().unwrap_or_else(PoisonError::into_inner).value.take()
+    }
+
+    /// A ticket that is already answered (a write refused before queueing).
+    pub(crate) fn ready(value: Result<T, WriteError>) -> Ticket<T> {
+        let (reply, ticket) = pair();
+        reply.send(value);
+        ticket
+    }
+}
+
+impl<T> Future for Ticket<T> {
+    type Output = Result<T, WriteError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut slot = self.shared.slot.lock().unwrap_or_else(PoisonError::into_inner);
+        match slot.value.take() {
+            Some(v) => Poll::Ready(v),
+            None => {
+                slot.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl<T> Unpin for Ticket<T> {}
