@@ -5,9 +5,13 @@
 #![forbid(unsafe_code)]
 
 mod api;
+#[allow(dead_code)] // wired into the admin and tenant API next
+mod auth;
 mod config;
 mod keys;
 mod limits;
+#[allow(dead_code)] // wired into the tenant API next
+mod ratelimit;
 mod server;
 mod state;
 
