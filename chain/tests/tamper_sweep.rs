@@ -42,7 +42,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use annal_chain::{Failure, Origin, Reason};
+use annal_chain::{ExportVerifier, Failure, Origin, Reason};
 use common::{CHECKPOINT_EVERY, Fixture, RECORDS, trusted, verify_stream};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -297,6 +297,18 @@ impl Tally {
         }
     }
 
+    fn merge(&mut self, other: Tally) {
+        self.tried += other.tried;
+        self.rejected += other.rejected;
+        for (k, v) in other.by_reason {
+            *self.by_reason.entry(k).or_default() += v;
+        }
+        for (k, v) in other.by_field {
+            *self.by_field.entry(k).or_default() += v;
+        }
+        self.problems.extend(other.problems);
+    }
+
     fn finish(self, name: &str) {
         println!("{name}: {} tried, {} rejected", self.tried, self.rejected);
         for (reason, n) in &self.by_reason {
@@ -335,12 +347,30 @@ fn pristine_export_verifies() {
     assert_eq!(lines.len() as u64, 1 + RECORDS + RECORDS / CHECKPOINT_EVERY + 1);
 }
 
+/// Sweeps `mutation` over every byte, on every core: each run re-verifies
+/// the intact lines before the mutated one, so this is the suite's cost.
 fn sweep(mutation: Mutation) {
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4);
+    let parts = std::thread::scope(|s| {
+        let handles: Vec<_> =
+            (0..workers).map(|w| s.spawn(move || sweep_part(mutation, w, workers))).collect();
+        handles.into_iter().map(|h| h.join().expect("sweep worker")).collect::<Vec<_>>()
+    });
+    let mut tally = Tally::default();
+    for part in parts {
+        tally.merge(part);
+    }
+    tally.finish(&format!("byte sweep {}", mutation.0));
+}
+
+/// The lines whose index is `worker` modulo `workers` (interleaved, so the
+/// cheap early lines and the costly late ones are shared out evenly).
+fn sweep_part(mutation: Mutation, worker: usize, workers: usize) -> Tally {
     let (fixture, mut export, lines) = pristine();
     let trusted = trusted();
     let origin = fixture.orders.origin().clone();
     let mut tally = Tally::default();
-    for line in &lines {
+    for line in lines.iter().skip(worker).step_by(workers) {
         let text = std::str::from_utf8(&export[line.start..line.end]).unwrap().to_owned();
         let spans = fields(line.kind, &text);
         for at in line.start..=line.end {
@@ -389,7 +419,7 @@ fn sweep(mutation: Mutation) {
             export[at] = old;
         }
     }
-    tally.finish(&format!("byte sweep {}", mutation.0));
+    tally
 }
 
 fn check_exact(f: Failure, (reason, index): (Reason, u64)) -> Result<(), String> {
@@ -515,17 +545,186 @@ fn every_line_deleted_duplicated_or_swapped_is_rejected_at_its_index() {
     tally.finish("line edits");
 }
 
+/// Records whose line, newline included, lies wholly before byte `cut`.
+fn records_before(lines: &[Line], cut: usize) -> u64 {
+    lines.iter().filter(|l| l.end < cut && matches!(l.kind, Kind::Record(_))).count() as u64
+}
+
+/// Cutting the export at any byte offset is `truncated`, at the number of
+/// complete records before the cut.
+///
+/// A full harness run re-verifies everything before the cut, so running one
+/// per offset would cost as much as a whole byte sweep. Instead: (1) an
+/// independent harness run at every line boundary and at the first, middle
+/// and last byte of every line, and at every offset of the first two and last
+/// two lines (the cut end line is the case the CLI's rule exists for); (2) at
+/// every offset of every line, the cut-off line itself, pushed into a
+/// verifier that has read the intact lines before it, must be refused:
+/// whatever that push says, the harness then reports `truncated`, so what
+/// matters is that no prefix of a line is ever taken for a whole line (and
+/// that none panics). Only `Err` is asserted in (2), since the verifier is
+/// reused after a refusal and its line counter moves on.
 #[test]
 fn truncation_at_every_byte_offset_is_rejected() {
     let (_fixture, export, lines) = pristine();
     let trusted = trusted();
     let mut tally = Tally::default();
-    for cut in 0..export.len() {
-        // Records whose line, newline included, lies wholly before the cut.
-        let records =
-            lines.iter().filter(|l| l.end < cut && matches!(l.kind, Kind::Record(_))).count() as u64;
-        let got = verify_stream(&export[..cut], &trusted, None);
-        tally.record(format!("cut at {cut}"), got, |f| check_exact(f, (Reason::Truncated, records)));
+    let n = lines.len();
+    let mut cuts: Vec<usize> = Vec::new();
+    for (i, l) in lines.iter().enumerate() {
+        if i < 2 || i + 2 >= n {
+            cuts.extend(l.start..=l.end);
+        } else {
+            cuts.extend([l.start, l.start + 1, (l.start + l.end) / 2, l.end]);
+        }
     }
+    for cut in cuts {
+        let got = verify_stream(&export[..cut], &trusted, None);
+        tally.record(format!("cut at {cut}"), got, |f| {
+            check_exact(f, (Reason::Truncated, records_before(&lines, cut)))
+        });
+    }
+    let mut refused = 0u64;
+    for (i, line) in lines.iter().enumerate() {
+        let mut v = ExportVerifier::new(trusted.clone(), None);
+        for before in &lines[..i] {
+            v.push_line(&export[before.start..before.end]).expect("intact line");
+        }
+        for cut in line.start + 1..line.end {
+            assert!(
+                v.push_line(&export[line.start..cut]).is_err(),
+                "line {} cut to {} bytes accepted",
+                line.number,
+                cut - line.start
+            );
+            refused += 1;
+        }
+    }
+    println!("truncation: {} full runs; {refused} cut-off lines refused", tally.tried);
     tally.finish("truncation");
+}
+
+/// Hand-built exports at the edges of the format: each with the outcome
+/// failure.rs and docs/FORMAT.md give for it. `Ok(n)` is verified with `n`
+/// records.
+#[test]
+fn edge_cases_give_documented_outcomes() {
+    use annal_chain::testkit::Ledger;
+    use annal_chain::{Checkpoint, TrustedKey, empty_root, write_checkpoint, write_end, write_header};
+    use common::{LOG, attacker, signer};
+
+    let (fixture, export, _) = pristine();
+    let origin = fixture.orders.origin().clone();
+    let real = signer();
+    let vkeys = vec![real.vkey()];
+    let check = |name: &str,
+                 bytes: &[u8],
+                 keys: Vec<TrustedKey>,
+                 expect: Option<&Origin>,
+                 expected: Result<u64, (Reason, u64)>| {
+        let got = verify_stream(bytes, &keys, expect).map(|s| s.records).map_err(|f| (f.reason, f.index));
+        assert_eq!(got, expected, "{name}");
+    };
+    let header_only = {
+        let mut out = Vec::new();
+        write_header(&mut out, &origin, &vkeys);
+        out
+    };
+    let with_end = |mut out: Vec<u8>, records: u64, checkpoints: u64| {
+        write_end(&mut out, records, checkpoints);
+        out
+    };
+
+    check("empty input", b"", trusted(), None, Err((Reason::Truncated, 0)));
+    check("header only", &header_only, trusted(), None, Err((Reason::Truncated, 0)));
+    check("header and end", &with_end(header_only.clone(), 0, 0), trusted(), None, Ok(0));
+    check(
+        "no header",
+        &export[export.iter().position(|&b| b == b'\n').unwrap() + 1..],
+        trusted(),
+        None,
+        Err((Reason::Malformed, 1)),
+    );
+    let format2 = String::from_utf8(export.clone()).unwrap().replacen("\"format\":1", "\"format\":2", 1);
+    check("format 2", format2.as_bytes(), trusted(), None, Err((Reason::UnsupportedVersion, 1)));
+    let crlf = String::from_utf8(export.clone()).unwrap().replace('\n', "\r\n");
+    // A carriage return is JSON whitespace after the closing brace.
+    check("CRLF line ends", crlf.as_bytes(), trusted(), None, Ok(RECORDS));
+
+    // A checkpoint of the empty tree: consistent, but size 0 is not an anchor.
+    let mut zero = header_only.clone();
+    write_checkpoint(&mut zero, &Checkpoint::new(origin.clone(), 0, empty_root()).sign(&real));
+    check("checkpoint at size 0", &with_end(zero, 0, 1), trusted(), None, Err((Reason::CheckpointOrder, 0)));
+
+    // Who may sign: trusted AND declared, under the declared name.
+    let first_cp = CHECKPOINT_EVERY;
+    check("nobody trusted", &export, vec![], None, Err((Reason::UnknownSigner, first_cp)));
+    check(
+        "attacker trusted",
+        &export,
+        vec![attacker().trusted_key()],
+        None,
+        Err((Reason::UnknownSigner, first_cp)),
+    );
+    let undeclared = fixture.orders.export(&[]);
+    check("key not declared", &undeclared, trusted(), None, Err((Reason::UnknownSigner, first_cp)));
+    let other_decl = fixture.orders.export(&[attacker().vkey()]);
+    check("other key declared", &other_decl, trusted(), None, Err((Reason::UnknownSigner, first_cp)));
+    let renamed = annal_chain::NoteSigner::new("annal.other", &[1; 32]).unwrap();
+    check(
+        "same key trusted under another name",
+        &export,
+        vec![TrustedKey::parse(&renamed.vkey()).unwrap()],
+        None,
+        Err((Reason::UnknownSigner, first_cp)),
+    );
+    let bare = TrustedKey::parse(&real.trusted_key().to_ed25519_string()).unwrap();
+    check("bare ed25519 key", &export, vec![bare], None, Ok(RECORDS));
+    check("expected origin", &export, trusted(), Some(&origin), Ok(RECORDS));
+    for other in ["annal.test/acme/invoices", "annal.test/globex/orders", "annal.other/acme/orders"] {
+        check(
+            other,
+            &export,
+            trusted(),
+            Some(&Origin::parse(other).unwrap()),
+            Err((Reason::OriginMismatch, 1)),
+        );
+    }
+
+    // Signature lines from keys nobody trusts are ignored (C2SP), but one
+    // that claims the trusted key and fails is fatal.
+    let mut cosigned = Ledger::new(LOG, "acme", "cosigned");
+    for i in 0..4u64 {
+        cosigned.append(i, "text/plain", b"x", vec![]);
+    }
+    cosigned.checkpoint(&[&real, &attacker()]);
+    check("cosigned by an unknown key", &cosigned.export(&vkeys), trusted(), None, Ok(4));
+    let both = [real.trusted_key(), attacker().trusted_key()].to_vec();
+    check(
+        "cosigned, attacker declared too",
+        &cosigned.export(&[real.vkey(), attacker().vkey()]),
+        both,
+        None,
+        Ok(4),
+    );
+
+    // The tail after the last checkpoint is a verified chain but is not
+    // anchored: rewriting it (and every hash after) still verifies. Only the
+    // summary's anchored size tells the auditor; annal-verify must show it.
+    let tail = |payload: &[u8]| {
+        let mut l = Ledger::new(LOG, "acme", "tail");
+        for i in 0..12u64 {
+            l.append(i, "text/plain", if i == 10 { payload } else { b"t" }, vec![]);
+            if i == 7 {
+                l.checkpoint(&[&real]);
+            }
+        }
+        l
+    };
+    let (genuine, rewritten) = (tail(b"genuine"), tail(b"rewritten"));
+    let g = verify_stream(&genuine.export(&vkeys), &trusted(), None).unwrap();
+    let r = verify_stream(&rewritten.export(&vkeys), &trusted(), None).unwrap();
+    assert_eq!((g.records, g.anchored_size), (12, 8));
+    assert_eq!((r.anchored_size, r.anchored_root), (g.anchored_size, g.anchored_root));
+    assert_ne!(g.root, r.root);
 }
