@@ -14,6 +14,7 @@ mod hwm;
 mod index;
 pub mod limits;
 mod maintenance;
+mod registry;
 mod schema;
 mod store;
 mod ticket;
@@ -25,6 +26,7 @@ pub use error::{
 };
 pub use index::Index;
 pub use maintenance::{BackupStats, CheckFailure, CheckReport, check, restore};
+pub use registry::{ApiKey, RegistryRefusal, Tenant, TenantStatus};
 pub use schema::{MIGRATION_STEPS, Migration, MigrationStatus, code_head};
 pub use store::{
     AppendRequest, Appended, CheckpointRequest, CheckpointStored, DB_FILE_NAME, ExportStats, IdentityEntry,

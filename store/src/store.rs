@@ -189,7 +189,7 @@ pub(crate) fn ledger_key(tenant: &TenantId, ledger: &LedgerName) -> String {
 /// caller's thread against a consistent snapshot.
 #[derive(Debug)]
 pub struct Store {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     tx: Option<SyncSender<Command>>,
     committer: Option<JoinHandle<()>>,
     data_dir: PathBuf,
