@@ -164,14 +164,21 @@ impl<'a> Parser<'a> {
         self.ws();
         let start = self.pos;
         let b = self.bytes();
-        while self.pos < b.len() && b[self.pos].is_ascii_digit() {
+        // One pass (every record line has three numbers); the rules are those
+        // of `note::parse_decimal_u64`: more than 20 digits without a leading
+        // zero always overflows, so no separate length check is needed.
+        let mut value = Some(0u64);
+        while let Some(&d) = b.get(self.pos)
+            && d.is_ascii_digit()
+        {
+            value = value.and_then(|v| v.checked_mul(10)?.checked_add(u64::from(d - b'0')));
             self.pos += 1;
         }
-        let digits = &self.text[start..self.pos];
-        if matches!(b.get(self.pos), Some(b'.' | b'e' | b'E')) {
+        let len = self.pos - start;
+        if len == 0 || (len > 1 && b[start] == b'0') || matches!(b.get(self.pos), Some(b'.' | b'e' | b'E')) {
             return Err(Malformed);
         }
-        crate::note::parse_decimal_u64(digits).ok_or(Malformed)
+        value.ok_or(Malformed)
     }
 
     /// A shortcut for strings of a known length (hex hashes): if the next
@@ -422,6 +429,20 @@ mod tests {
         let mut out = Vec::new();
         write_u64(&mut out, u64::MAX);
         assert_eq!(out, b"18446744073709551615");
+        // The one-pass reader agrees with the checkpoint's decimal rules.
+        for text in [
+            "0",
+            "7",
+            "10",
+            "00",
+            "01",
+            "18446744073709551615",
+            "18446744073709551616",
+            "99999999999999999999",
+        ] {
+            let mut p = Parser::new(text);
+            assert_eq!(p.u64().ok(), crate::note::parse_decimal_u64(text), "{text}");
+        }
     }
 
     #[test]
