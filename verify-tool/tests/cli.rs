@@ -388,3 +388,27 @@ fn same_input_same_bytes() {
         }
     }
 }
+
+#[test]
+fn exports_larger_than_the_read_buffer_verify_from_file_and_pipe() {
+    // 3000 records of ~620 bytes: lines straddle the 1 MiB read buffer.
+    let signer = test_signer("annal.bench", 1);
+    let origin = annal_chain::Origin::parse("annal.bench/bench/records").unwrap();
+    let mut export = Vec::new();
+    annal_chain::testkit::generate_export(&signer, &origin, 3000, 256, 1024, &mut |chunk| {
+        export.extend_from_slice(chunk)
+    });
+    assert!(export.len() > 1024 * 1024);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.jsonl");
+    std::fs::write(&path, &export).unwrap();
+    let trust = format!("--trust-key={}", signer.vkey());
+    let from_file = run(&["export", path.to_str().unwrap(), &trust], None);
+    assert_eq!(from_file.code, 0, "{}", from_file.stdout);
+    assert!(
+        from_file.stdout.starts_with("verified: 3000 records, 3 checkpoints, root "),
+        "{}",
+        from_file.stdout
+    );
+    check(&["export", "-", &trust], Some(&export), 0, &from_file.stdout);
+}
