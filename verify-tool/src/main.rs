@@ -81,20 +81,28 @@ struct Cli {
     json: bool,
 }
 
+/// The subcommands' help repeats the exit codes; the formats are in the main help.
+const SUBCOMMAND_AFTER_HELP: &str = "\
+Exit codes: 0 verified, 1 verification failed, 2 usage error, 66 input missing
+or unreadable, 74 output not written. Output formats: see `annal-verify --help`.";
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Verify a JSON Lines ledger export (FILE may be `-` for stdin), streaming,
     /// in constant memory.
+    #[command(after_help = SUBCOMMAND_AFTER_HELP)]
     Export {
         /// The export file, or `-` for stdin.
         file: PathBuf,
     },
     /// Verify a proof bundle for one record (FILE may be `-` for stdin).
+    #[command(after_help = SUBCOMMAND_AFTER_HELP)]
     Bundle {
         /// The bundle file, or `-` for stdin.
         file: PathBuf,
     },
     /// Verify a signed checkpoint note on its own (FILE may be `-` for stdin).
+    #[command(after_help = SUBCOMMAND_AFTER_HELP)]
     Checkpoint {
         /// The checkpoint note file, or `-` for stdin.
         file: PathBuf,

@@ -68,6 +68,18 @@ fn base64(hash: &Hash32) -> String {
     out
 }
 
+/// The keys that signed, each once, in the order they were trusted: one
+/// public key given twice (say as `ed25519:` and as a named vkey) is one signer.
+fn signers(s: &CheckpointSummary) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(s.signers.len());
+    for key in &s.signers {
+        if !out.contains(key) {
+            out.push(key.clone());
+        }
+    }
+    out
+}
+
 fn plural(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
@@ -122,7 +134,7 @@ pub fn human(outcome: &Outcome) -> String {
                 s.origin,
                 s.size,
                 base64(&s.root),
-                s.signers.join(", ")
+                signers(s).join(", ")
             );
         }
         _ => unreachable!("failures returned above"),
@@ -247,7 +259,7 @@ pub fn json(outcome: &Outcome) -> String {
             o.str("origin", s.map(|s| s.origin.to_string()).as_deref());
             o.u64("size", s.map(|s| s.size));
             o.str("root", s.map(|s| base64(&s.root)).as_deref());
-            o.strs("signers", s.map(|s| s.signers.as_slice()));
+            o.strs("signers", s.map(signers).as_deref());
         }
     }
     o.finish()

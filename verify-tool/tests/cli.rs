@@ -174,6 +174,8 @@ fn verified_artifacts_print_the_documented_line() {
     let key = f.ed25519();
     let line = format!("verified: checkpoint annal.test/acme/orders size 8 root {root}, signed by {key}\n");
     check(&["checkpoint", note, &trust], None, 0, &line);
+    // The same key twice, as a flag and from a file, still names one signer.
+    check(&["checkpoint", note, &trust, "--trust-file", keys.to_str().unwrap()], None, 0, &line);
     let json = format!(
         "{{\"verified\":true,\"artifact\":\"checkpoint\",\"reason\":null,\"index\":null,\"line\":null,\
          \"origin\":\"annal.test/acme/orders\",\"size\":8,\"root\":\"{root}\",\"signers\":[\"{key}\"]}}\n"
@@ -411,4 +413,37 @@ fn exports_larger_than_the_read_buffer_verify_from_file_and_pipe() {
         from_file.stdout
     );
     check(&["export", "-", &trust], Some(&export), 0, &from_file.stdout);
+}
+
+#[test]
+fn unanchored_and_singular_counts_are_worded_plainly() {
+    let signer = test_signer("annal.test", 1);
+    let trust = format!("--trust-key={}", signer.vkey());
+    let mut ledger = Ledger::new("annal.test", "acme", "orders");
+    ledger.append(1, "text/plain", b"one", vec![]);
+    let bare = ledger.export(&[signer.vkey()]);
+    // No checkpoint: the chain verifies, but no key vouched for anything.
+    check(
+        &["export", "-", &trust],
+        Some(&bare),
+        0,
+        "verified: 1 record, 0 checkpoints, no signed root; 1 record is not anchored by any checkpoint\n",
+    );
+    check(
+        &["export", "-", &trust, "--json"],
+        Some(&bare),
+        0,
+        "{\"verified\":true,\"artifact\":\"export\",\"reason\":null,\"index\":null,\"line\":null,\
+         \"origin\":\"annal.test/acme/orders\",\"records\":1,\"checkpoints\":0,\"anchored_size\":0,\
+         \"root\":null,\"unanchored\":1,\"external_parents\":0}\n",
+    );
+    let note = ledger.checkpoint(&[&signer]);
+    let root = note.text().lines().nth(2).unwrap().to_owned();
+    let anchored = ledger.export(&[signer.vkey()]);
+    check(
+        &["export", "-", &trust],
+        Some(&anchored),
+        0,
+        &format!("verified: 1 record, 1 checkpoint, root {root}\n"),
+    );
 }
