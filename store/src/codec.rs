@@ -28,12 +28,14 @@ pub(crate) fn decode<T: Decode<()>>(bytes: &[u8]) -> Result<T, Undecodable> {
 }
 
 /// One record as stored under `(ledger id, seq)`. Tenant, ledger and seq come
-/// from the key and the ledger row. `hash` is first so that Merkle code can read
-/// the leaf hash without decoding the payload ([`peek_hash`]).
+/// from the key and the ledger row; `prev` is the stored hash of `seq - 1`, so
+/// it is not stored again, and a record only verifies when its predecessor's
+/// stored hash is right too (the chain link is checked by construction).
+/// `hash` is first so that Merkle code can read the leaf hash without
+/// decoding the payload ([`peek_hash`]).
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub(crate) struct StoredRecord {
     pub hash: [u8; 32],
-    pub prev: [u8; 32],
     pub timestamp_ms: u64,
     pub content_type: String,
     pub payload: Vec<u8>,
@@ -97,7 +99,6 @@ mod tests {
     fn hash_is_the_first_32_bytes() {
         let r = StoredRecord {
             hash: [7; 32],
-            prev: [8; 32],
             timestamp_ms: 1 << 40,
             content_type: "text/plain".into(),
             payload: vec![1, 2, 3],

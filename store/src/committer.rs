@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, Sender, channel};
 
 use annal_chain::{CompactRange, Hash32, Record, RecordFields, Seq, SignedCheckpoint, valid_key_name};
 use redb::{Durability, ReadableTable, Table, WriteTransaction};
@@ -64,13 +64,13 @@ enum Op {
     Identity(IdentityEntry),
 }
 
-enum AnyReply {
+pub(crate) enum AnyReply {
     Append(Reply<AppendResult>),
     Checkpoint(Reply<CheckpointResult>),
     Identity(Reply<IdentityResult>),
 }
 
-enum Outcome {
+pub(crate) enum Outcome {
     Append(AppendResult),
     Checkpoint(CheckpointResult),
     Identity(IdentityResult),
@@ -141,9 +141,28 @@ struct Batch {
     checkpoint: Option<(u64, u64, [u8; 32])>,
 }
 
+/// Replies for one committed (or dropped) batch, handed to the acker thread.
+pub(crate) type Acks = Vec<(AnyReply, Result<Outcome, WriteError>)>;
+
+/// Wakes the callers of committed batches, so that waking 64 threads does
+/// not sit on the committer's serial path. It only ever sees batches whose
+/// commit has already returned.
+pub(crate) fn spawn_acker() -> std::io::Result<(Sender<Acks>, std::thread::JoinHandle<()>)> {
+    let (tx, rx) = channel::<Acks>();
+    let handle = std::thread::Builder::new().name("annal-acker".into()).spawn(move || {
+        while let Ok(acks) = rx.recv() {
+            for (reply, outcome) in acks {
+                reply.send(outcome);
+            }
+        }
+    })?;
+    Ok((tx, handle))
+}
+
 pub(crate) struct Committer {
     pub(crate) shared: Arc<Shared>,
     pub(crate) rx: Receiver<Command>,
+    pub(crate) acks: Sender<Acks>,
     /// Committed heads, so most appends read no ledger row.
     pub(crate) heads: HashMap<String, StoredHead>,
     pub(crate) records_total: u64,
@@ -244,9 +263,7 @@ impl Committer {
                 {
                     self.shared.fail(format!("{}: {e}", self.hwm.path().display()));
                 }
-                for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                    reply.send(Ok(outcome));
-                }
+                self.ack(replies.into_iter().zip(outcomes.into_iter().map(Ok)).collect());
             }
             Err(abort) => {
                 let err = match abort {
@@ -264,11 +281,14 @@ impl Committer {
                 // The cache may hold nothing from the dropped batch, but be
                 // sure: the next batch rereads from the database.
                 self.heads.clear();
-                for reply in replies {
-                    reply.send(Err(err.clone()));
-                }
+                self.ack(replies.into_iter().map(|r| (r, Err(err.clone()))).collect());
             }
         }
+    }
+
+    fn ack(&self, acks: Acks) {
+        // If the acker is gone, its replies were dropped and answered `Closed`.
+        let _ = self.acks.send(acks);
     }
 
     fn apply(&mut self, ops: Vec<Op>, st: &mut Batch) -> Result<Vec<Outcome>, Abort> {
@@ -410,7 +430,6 @@ impl Committer {
         let fields = record.into_fields();
         let value = codec::encode(&StoredRecord {
             hash: *hash.as_bytes(),
-            prev: *fields.prev.as_bytes(),
             timestamp_ms: fields.timestamp_ms,
             content_type: fields.content_type,
             payload: fields.payload,

@@ -248,9 +248,11 @@ impl Store {
         let hwm = Hwm::open(&hwm_path, mark).map_err(io_err(&hwm_path))?;
         let shared = Arc::new(Shared { db, failed_flag: AtomicBool::new(false), failed: Mutex::new(None) });
         let (tx, rx) = sync_channel(QUEUE_DEPTH_MAX);
+        let (acks, acker) = crate::committer::spawn_acker().map_err(io_err(data_dir))?;
         let committer = Committer {
             shared: shared.clone(),
             rx,
+            acks,
             heads: HashMap::new(),
             records_total,
             next_ledger_id,
@@ -258,7 +260,11 @@ impl Store {
         };
         let handle = std::thread::Builder::new()
             .name("annal-committer".into())
-            .spawn(move || committer.run())
+            .spawn(move || {
+                committer.run();
+                // The committer owned the acker's sender: the acker drains and stops.
+                let _ = acker.join();
+            })
             .map_err(io_err(data_dir))?;
         Ok(Store { shared, tx: Some(tx), committer: Some(handle), data_dir: data_dir.to_owned() })
     }
@@ -567,6 +573,7 @@ pub(crate) fn corruption(head: &StoredHead, seq: Option<u64>, what: &'static str
 pub(crate) fn decode_record(
     head: &StoredHead,
     seq: u64,
+    prev: Hash32,
     value: &[u8],
 ) -> Result<(Record, StoredRecord), ReadError> {
     let c = |what| corruption(head, Some(seq), what);
@@ -584,14 +591,16 @@ pub(crate) fn decode_record(
         ledger: LedgerName::new(&head.ledger).map_err(|_| c("ledger name invalid"))?,
         seq: Seq::new(seq),
         timestamp_ms: s.timestamp_ms,
-        prev: Hash32::from_bytes(s.prev),
+        prev,
         content_type: s.content_type.clone(),
         payload: s.payload.clone(),
         parents,
     })
     .map_err(|_| c("record fails its own checks"))?;
     if record.hash().as_bytes() != &s.hash {
-        return Err(c("recomputed hash differs from the stored hash"));
+        return Err(c(
+            "recomputed hash (with the previous record's stored hash as prev) differs from the stored hash",
+        ));
     }
     Ok((record, s))
 }
@@ -707,10 +716,7 @@ impl Snapshot<'_> {
             if seq != expect {
                 return Err(corruption(head, Some(expect), "record below head missing"));
             }
-            let (record, stored) = decode_record(head, seq, v.value())?;
-            if record.prev() != prev {
-                return Err(corruption(head, Some(seq), "prev is not the previous record's hash"));
-            }
+            let (record, stored) = decode_record(head, seq, prev, v.value())?;
             let hash = Hash32::from_bytes(stored.hash);
             if seq + 1 == head.next_seq && hash.as_bytes() != &head.head_hash {
                 return Err(corruption(head, Some(seq), "last record is not the ledger head"));
@@ -775,10 +781,7 @@ impl Snapshot<'_> {
             if k.value().1 != seq {
                 return Err(corruption(head, Some(seq), "record below head missing").into());
             }
-            let (record, stored) = decode_record(head, seq, v.value())?;
-            if record.prev() != prev {
-                return Err(corruption(head, Some(seq), "prev is not the previous record's hash").into());
-            }
+            let (record, stored) = decode_record(head, seq, prev, v.value())?;
             let proofs: Vec<Vec<Hash32>> = record
                 .parents()
                 .iter()

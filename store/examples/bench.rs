@@ -1,0 +1,209 @@
+//! Store benchmark: prints the raw redb ceiling for the append batch shape,
+//! the store's durable append rate (64 appenders on one ledger and on 64
+//! ledgers), inclusion-proof latency and open time at 1M records, and bytes
+//! on disk per record. Run in release:
+//! `cargo run --release -p annal-store --example bench [-- --records N]`.
+
+use std::os::unix::fs::MetadataExt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use annal_chain::{LedgerName, Seq, TenantId};
+use annal_store::{AppendRequest, OpenOptions, Position, Store};
+use redb::{Durability, TableDefinition};
+
+const PAYLOAD_BYTES: usize = 256;
+const BATCH: u64 = 64;
+const APPENDERS: usize = 64;
+const RUN: Duration = Duration::from_secs(4);
+
+fn request(ledger: &str, ts: u64) -> AppendRequest {
+    AppendRequest {
+        tenant: TenantId::new("bench").unwrap(),
+        ledger: LedgerName::new(ledger).unwrap(),
+        position: Position::Next,
+        timestamp_ms: ts,
+        content_type: "application/octet-stream".into(),
+        payload: vec![(ts % 251) as u8; PAYLOAD_BYTES],
+        parents: vec![],
+        idempotency_key: None,
+    }
+}
+
+/// Durable transactions of 64 inserts of 256-byte values, back to back.
+fn raw_ceiling(dir: &std::path::Path, spread: u64) -> f64 {
+    const T: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("t");
+    let db = redb::Database::create(dir.join(format!("raw{spread}.redb"))).unwrap();
+    let value = [7u8; PAYLOAD_BYTES];
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < RUN {
+        let mut txn = db.begin_write().unwrap();
+        txn.set_durability(Durability::Immediate).unwrap();
+        {
+            let mut t = txn.open_table(T).unwrap();
+            for _ in 0..BATCH {
+                t.insert((n % spread, n / spread), value.as_slice()).unwrap();
+                n += 1;
+            }
+        }
+        txn.commit().unwrap();
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+fn store_rate(dir: &std::path::Path, ledgers: usize) -> (f64, f64) {
+    let store = Arc::new(Store::open(dir, OpenOptions::default()).unwrap());
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let threads: Vec<_> = (0..APPENDERS)
+        .map(|i| {
+            let (store, stop, count) = (store.clone(), stop.clone(), count.clone());
+            std::thread::spawn(move || {
+                let ledger = format!("l{}", i % ledgers);
+                let mut ts = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    ts += 1;
+                    store.append(request(&ledger, ts)).wait().unwrap().unwrap();
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(RUN);
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let n = count.load(Ordering::Relaxed) as f64;
+    (n / secs, n)
+}
+
+fn main() {
+    let records: u64 = std::env::args()
+        .skip_while(|a| a != "--records")
+        .nth(1)
+        .map(|v| v.parse().expect("--records N"))
+        .unwrap_or(1_000_000);
+    let base = tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| "/tmp".into())).unwrap();
+    println!(
+        "annal-store bench: {PAYLOAD_BYTES}-byte payloads, {APPENDERS} appenders, {}s per run",
+        RUN.as_secs()
+    );
+
+    // Disk speed drifts on shared machines: warm up, then bracket the store
+    // runs with raw runs and compare against their mean.
+    raw_ceiling(base.path(), 1);
+    let raw_a = raw_ceiling(base.path(), 1);
+    let raw64 = raw_ceiling(base.path(), 64);
+    let (one, _) = store_rate(&base.path().join("one"), 1);
+    let (many, _) = store_rate(&base.path().join("many"), 64);
+    let raw_b = raw_ceiling(base.path(), 1);
+    let raw = (raw_a + raw_b) / 2.0;
+    println!(
+        "raw redb ceiling (durable txns of {BATCH} x {PAYLOAD_BYTES} B inserts): {raw:.0} inserts/s (runs: {raw_a:.0}, {raw_b:.0})"
+    );
+    println!("raw redb, same shape, keys spread over 64 prefixes: {raw64:.0} inserts/s");
+    println!("store, 64 appenders, 1 ledger:   {one:.0} appends/s ({:.0}% of raw)", 100.0 * one / raw);
+    println!("store, 64 appenders, 64 ledgers: {many:.0} appends/s ({:.0}% of raw)", 100.0 * many / raw);
+
+    // A 1M-record ledger, filled through the normal append path.
+    let big = base.path().join("big");
+    let store = Arc::new(Store::open(&big, OpenOptions::default()).unwrap());
+    let start = Instant::now();
+    let per = records / APPENDERS as u64;
+    let threads: Vec<_> = (0..APPENDERS as u64)
+        .map(|i| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                // A few tickets in flight per appender keeps batches full.
+                let mut inflight = std::collections::VecDeque::new();
+                for k in 0..per {
+                    inflight.push_back(store.append(request("big", i * per + k)));
+                    if inflight.len() >= 8 {
+                        inflight.pop_front().unwrap().wait().unwrap().unwrap();
+                    }
+                }
+                for t in inflight {
+                    t.wait().unwrap().unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let n = per * APPENDERS as u64;
+    println!(
+        "filled {n} records in {:.1}s ({:.0}/s)",
+        start.elapsed().as_secs_f64(),
+        n as f64 / start.elapsed().as_secs_f64()
+    );
+    Arc::into_inner(store).unwrap().close().unwrap();
+    let meta = std::fs::metadata(big.join(annal_store::DB_FILE_NAME)).unwrap();
+    for (what, bytes) in [("file length", meta.len()), ("allocated blocks", meta.blocks() * 512)] {
+        println!(
+            "bytes on disk ({what}): {bytes} = {:.0} B/record (payload {PAYLOAD_BYTES} B, overhead {:.0} B)",
+            bytes as f64 / n as f64,
+            bytes as f64 / n as f64 - PAYLOAD_BYTES as f64
+        );
+    }
+
+    {
+        let db = redb::Database::open(big.join(annal_store::DB_FILE_NAME)).unwrap();
+        let txn = db.begin_write().unwrap();
+        let st = txn.stats().unwrap();
+        println!(
+            "redb stats: allocated {} pages x {} B, leaf {}, branch {}, stored {} B, metadata {} B, fragmented {} B",
+            st.allocated_pages(),
+            st.page_size(),
+            st.leaf_pages(),
+            st.branch_pages(),
+            st.stored_bytes(),
+            st.metadata_bytes(),
+            st.fragmented_bytes()
+        );
+        txn.abort().unwrap();
+    }
+    let mut opens = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let s = Store::open(&big, OpenOptions::default()).unwrap();
+        opens.push(t.elapsed());
+        s.close().unwrap();
+    }
+    opens.sort();
+    println!("open (clean, {n} records): median {:?}, max {:?}", opens[2], opens[4]);
+
+    let store = Store::open(&big, OpenOptions::default()).unwrap();
+    let (t, l) = (TenantId::new("bench").unwrap(), LedgerName::new("big").unwrap());
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut times = Vec::with_capacity(20_000);
+    for _ in 0..20_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let seq = x % n;
+        let t0 = Instant::now();
+        let proof = store.inclusion_proof(&t, &l, Seq::new(seq), n).unwrap();
+        times.push(t0.elapsed());
+        assert!(!proof.is_empty());
+    }
+    times.sort();
+    println!(
+        "inclusion proof at {n}: median {:?}, p99 {:?}",
+        times[times.len() / 2],
+        times[times.len() * 99 / 100]
+    );
+    let t0 = Instant::now();
+    let report = store.check(&[]).unwrap();
+    println!(
+        "check of {} records: {:.1}s, failure {:?}",
+        report.records,
+        t0.elapsed().as_secs_f64(),
+        report.failure
+    );
+}
