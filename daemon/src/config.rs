@@ -81,13 +81,81 @@ impl Default for ShutdownConfig {
     }
 }
 
+/// Where secrets come from: files (or systemd credentials), never the TOML itself.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretsConfig {
+    /// File holding the admin bearer key. In development, when unset, one is
+    /// generated into the data directory on first run.
+    pub admin_key_file: Option<PathBuf>,
+    /// File holding the signing key (`annald keys generate`). In development,
+    /// when unset, one is generated into the data directory on first run.
+    pub signing_key_file: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Requests one API key may make per window, as a burst.
+    pub key_burst: u32,
+    pub key_window_s: u64,
+    /// Requests all keys of one tenant may make per window.
+    pub tenant_burst: u32,
+    pub tenant_window_s: u64,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> RateLimitConfig {
+        RateLimitConfig {
+            key_burst: limits::RATE_KEY_BURST_DEFAULT,
+            key_window_s: 1,
+            tenant_burst: limits::RATE_TENANT_BURST_DEFAULT,
+            tenant_window_s: 1,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnchorConfig {
+    /// How often the anchoring worker signs checkpoints of changed ledgers.
+    pub interval_ms: u64,
+}
+
+impl Default for AnchorConfig {
+    fn default() -> AnchorConfig {
+        AnchorConfig { interval_ms: limits::ANCHOR_INTERVAL_MS_DEFAULT }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub environment: Environment,
+    /// The log's name: the first part of every checkpoint origin and the
+    /// signing key's default name.
+    pub log_name: String,
     pub server: ServerConfig,
     pub storage: StorageConfig,
+    pub secrets: SecretsConfig,
+    pub rate_limit: RateLimitConfig,
+    pub anchor: AnchorConfig,
     pub shutdown: ShutdownConfig,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            environment: Environment::default(),
+            log_name: "annal.local".to_owned(),
+            server: ServerConfig::default(),
+            storage: StorageConfig::default(),
+            secrets: SecretsConfig::default(),
+            rate_limit: RateLimitConfig::default(),
+            anchor: AnchorConfig::default(),
+            shutdown: ShutdownConfig::default(),
+        }
+    }
 }
 
 /// Why a configuration was refused. Every variant names what is wrong; the
@@ -114,6 +182,11 @@ pub enum ConfigError {
         value: String,
         range: String,
     },
+    BadValue {
+        key: &'static str,
+        value: String,
+        why: &'static str,
+    },
     /// Production must name its config file: no embedded defaults there.
     ProductionNeedsFile,
 }
@@ -130,6 +203,7 @@ impl core::fmt::Display for ConfigError {
             ConfigError::OutOfRange { key, value, range } => {
                 write!(f, "config key {key} = {value} is outside {range}")
             }
+            ConfigError::BadValue { key, value, why } => write!(f, "config key {key} = {value:?}: {why}"),
             ConfigError::ProductionNeedsFile => f.write_str(
                 "environment is production but no --config file was given; refusing embedded defaults",
             ),
@@ -218,6 +292,19 @@ impl Config {
         check("server.request_timeout_ms", s.request_timeout_ms, &limits::REQUEST_TIMEOUT_MS_RANGE)?;
         check("server.connections_max", s.connections_max, &limits::CONNECTIONS_MAX_RANGE)?;
         check("shutdown.grace_ms", self.shutdown.grace_ms, &limits::SHUTDOWN_GRACE_MS_RANGE)?;
+        let r = &self.rate_limit;
+        check("rate_limit.key_burst", r.key_burst, &limits::RATE_BURST_RANGE)?;
+        check("rate_limit.tenant_burst", r.tenant_burst, &limits::RATE_BURST_RANGE)?;
+        check("rate_limit.key_window_s", r.key_window_s, &limits::RATE_WINDOW_S_RANGE)?;
+        check("rate_limit.tenant_window_s", r.tenant_window_s, &limits::RATE_WINDOW_S_RANGE)?;
+        check("anchor.interval_ms", self.anchor.interval_ms, &limits::ANCHOR_INTERVAL_MS_RANGE)?;
+        if annal_chain::LogName::new(&self.log_name).is_err() {
+            return Err(ConfigError::BadValue {
+                key: "log_name",
+                value: self.log_name.clone(),
+                why: "must be [a-z0-9][a-z0-9._-]*, at most 128 bytes",
+            });
+        }
         Ok(())
     }
 }

@@ -54,16 +54,19 @@ pub fn generate(out: &Path, name: &str) -> Result<NoteSigner, KeyFileError> {
     let signer = NoteSigner::new(name, &seed).ok_or_else(|| KeyFileError::BadName { name: name.into() });
     seed.fill(0);
     let signer = signer?;
-    let io = |error| KeyFileError::Io { path: out.display().to_string(), error };
-    let mut file =
-        std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(out).map_err(io)?;
-    file.write_all(format!("{}\n", signer.to_skey()).as_bytes()).map_err(io)?;
-    file.sync_all().map_err(io)?;
+    write_secret_text(out, &signer.to_skey())?;
     Ok(signer)
 }
 
 /// Reads a key file, refusing one that group or others can read.
 pub fn read(path: &Path) -> Result<NoteSigner, KeyFileError> {
+    let text = read_secret_text(path)?;
+    NoteSigner::parse_skey(text.trim_end())
+        .ok_or(KeyFileError::Malformed { path: path.display().to_string() })
+}
+
+/// Reads a secret file (bounded), refusing one that group or others can read.
+pub fn read_secret_text(path: &Path) -> Result<String, KeyFileError> {
     let shown = path.display().to_string();
     let io = |error| KeyFileError::Io { path: shown.clone(), error };
     let file = std::fs::File::open(path).map_err(io)?;
@@ -73,7 +76,16 @@ pub fn read(path: &Path) -> Result<NoteSigner, KeyFileError> {
     }
     let mut text = String::new();
     file.take(KEY_FILE_BYTES_MAX).read_to_string(&mut text).map_err(io)?;
-    NoteSigner::parse_skey(text.trim_end()).ok_or(KeyFileError::Malformed { path: shown })
+    Ok(text)
+}
+
+/// Writes a new secret file with mode 0600, never overwriting.
+pub fn write_secret_text(path: &Path, text: &str) -> Result<(), KeyFileError> {
+    let io = |error| KeyFileError::Io { path: path.display().to_string(), error };
+    let mut file =
+        std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io)?;
+    file.write_all(format!("{text}\n").as_bytes()).map_err(io)?;
+    file.sync_all().map_err(io)
 }
 
 /// The public description printed by `keys generate` and `keys show`.

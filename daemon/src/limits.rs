@@ -15,6 +15,35 @@ pub const REQUEST_TIMEOUT_MS_RANGE: core::ops::RangeInclusive<u64> = 100..=600_0
 pub const CONNECTIONS_MAX_RANGE: core::ops::RangeInclusive<usize> = 1..=65_536;
 pub const SHUTDOWN_GRACE_MS_RANGE: core::ops::RangeInclusive<u64> = 0..=600_000;
 
+/// Default token bucket per API key: requests per second, as a burst.
+pub const RATE_KEY_BURST_DEFAULT: u32 = 1_000;
+/// Default token bucket per tenant (all its keys together).
+pub const RATE_TENANT_BURST_DEFAULT: u32 = 5_000;
+pub const RATE_BURST_RANGE: core::ops::RangeInclusive<u32> = 1..=1_000_000;
+pub const RATE_WINDOW_S_RANGE: core::ops::RangeInclusive<u64> = 1..=86_400;
+/// Default cadence of the anchoring worker.
+pub const ANCHOR_INTERVAL_MS_DEFAULT: u64 = 1_000;
+pub const ANCHOR_INTERVAL_MS_RANGE: core::ops::RangeInclusive<u64> = 10..=3_600_000;
+
+/// Largest append request body: a maximal payload in base64 plus envelope.
+pub const APPEND_BODY_BYTES_MAX: u64 =
+    (annal_chain::limits::PAYLOAD_BYTES_MAX as u64).div_ceil(3) * 4 + 64 * 1024;
+/// Largest body of any other JSON request (admin calls).
+pub const SMALL_BODY_BYTES_MAX: u64 = 16 * 1024;
+/// Largest bundle posted to /v1/verify.
+pub const VERIFY_BODY_BYTES_MAX: u64 = annal_chain::limits::BUNDLE_BYTES_MAX as u64;
+/// Default and largest page of records or events.
+pub const PAGE_LIMIT_DEFAULT: u64 = 100;
+pub const PAGE_LIMIT_MAX: u64 = 1_000;
+/// System events waiting to be appended; past this they are dropped and counted.
+pub const EVENT_QUEUE_DEPTH_MAX: usize = 8_192;
+/// Most system events appended in one batch.
+pub const EVENT_BATCH_MAX: usize = 256;
+/// Export chunks buffered between the reader thread and the socket.
+pub const EXPORT_CHANNEL_CHUNKS_MAX: usize = 16;
+/// Most records an events query scans (newest first) before answering.
+pub const EVENT_SCAN_RECORDS_MAX: u64 = 100_000;
+
 /// Largest config file read, in bytes.
 pub const CONFIG_FILE_BYTES_MAX: u64 = 1024 * 1024;
 /// Longest client-supplied `X-Request-Id` kept; longer ones are replaced.

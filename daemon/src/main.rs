@@ -4,13 +4,15 @@
 
 #![forbid(unsafe_code)]
 
+mod anchor;
 mod api;
-#[allow(dead_code)] // wired into the admin and tenant API next
+mod app;
 mod auth;
 mod config;
+mod events;
 mod keys;
 mod limits;
-#[allow(dead_code)] // wired into the tenant API next
+mod metrics;
 mod ratelimit;
 mod server;
 mod state;
@@ -25,7 +27,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{Config, Overrides};
 
-const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("ANNAL_GIT_HASH"), ")");
+pub(crate) const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("ANNAL_GIT_HASH"), ")");
 const EX_NOINPUT: u8 = 66;
 const EX_CANTCREAT: u8 = 73;
 const EX_CONFIG: u8 = 78;
@@ -103,8 +105,12 @@ fn main() -> ExitCode {
             init_logging();
             match serve(config) {
                 Ok(()) => ExitCode::SUCCESS,
+                Err(ServeError::Start(app::StartError::Config(e))) => {
+                    log::error!("annald: refusing to start: {e}");
+                    ExitCode::from(EX_CONFIG)
+                }
                 Err(e) => {
-                    log::error!("annald: {e:#}");
+                    log::error!("annald: {e}");
                     ExitCode::from(EX_SOFTWARE)
                 }
             }
@@ -154,19 +160,47 @@ fn init_logging() {
         .init();
 }
 
-fn serve(config: Config) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+fn serve(config: Config) -> Result<(), ServeError> {
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(ServeError::Runtime)?;
     runtime.block_on(async move {
+        // Startup order: config (done) -> logging (done) -> store, migrations,
+        // signing identity -> workers -> bind -> ready.
+        let (app, events_rx) = app::App::start(&config).map_err(ServeError::Start)?;
+        let app = Arc::new(app);
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let events_worker = tokio::spawn(events::run(
+            app.store.clone(),
+            events_rx,
+            app.events.recorded_counter(),
+            stop_rx.clone(),
+        ));
+        let anchor_app = app.clone();
+        let anchor_stop = stop_rx.clone();
+        let interval = Duration::from_millis(config.anchor.interval_ms);
+        let anchor_worker = tokio::spawn(async move {
+            anchor_app.state.set_anchoring(true);
+            anchor::run(
+                anchor_app.store.clone(),
+                anchor_app.signer.clone(),
+                anchor_app.log.clone(),
+                interval,
+                anchor_stop,
+            )
+            .await;
+            anchor_app.state.set_anchoring(false);
+        });
         let listener = tokio::net::TcpListener::bind(config.server.listen)
             .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.server.listen))?;
-        let local = listener.local_addr()?;
-        let state = Arc::new(state::State::new(VERSION));
+            .map_err(|e| ServeError::Bind(config.server.listen, e))?;
+        let local = listener.local_addr().map_err(|e| ServeError::Bind(config.server.listen, e))?;
         log::info!(
-            "annald starting: environment={} version={} data_dir={} listen={}",
+            "annald starting: environment={} version={} log_name={} data_dir={} signer={} listen={} workers=anchoring,events",
             config.environment.as_str(),
             VERSION,
+            app.log,
             config.storage.data_dir.display(),
+            app.signer.fingerprint(),
             local
         );
         let limits = server::ServerLimits {
@@ -175,22 +209,53 @@ fn serve(config: Config) -> anyhow::Result<()> {
             connections_max: config.server.connections_max,
             grace: Duration::from_millis(config.shutdown.grace_ms),
         };
-        let shutdown = shutdown_signal(state.clone());
+        let shutdown = shutdown_signal(app.clone());
         log::info!("listening on {local}");
-        let stopped = server::run(listener, api::app(state), limits, shutdown).await;
+        let stopped = server::run(listener, api::build(app.clone()), limits, shutdown).await;
         match stopped {
-            server::Stopped::Drained => log::info!("drained; exiting"),
+            server::Stopped::Drained => log::info!("connections drained"),
             server::Stopped::DeadlinePassed { connections } => {
-                log::warn!("grace period over with {connections} connection(s) open; exiting")
+                log::warn!("grace period over with {connections} connection(s) open; cutting them")
             }
         }
+        // Workers finish their current item, then stop.
+        let _ = stop_tx.send(true);
+        let _ = anchor_worker.await;
+        let _ = events_worker.await;
+        match Arc::try_unwrap(app) {
+            Ok(app) => match Arc::try_unwrap(app.store) {
+                Ok(store) => store.close().map_err(|e| ServeError::Close(format!("{e:?}")))?,
+                Err(_) => log::warn!("store still shared at exit; dropping it closes it"),
+            },
+            Err(_) => log::warn!("requests still hold the app at exit; the store closes on drop"),
+        }
+        log::info!("stopped cleanly");
         Ok(())
     })
 }
 
+#[derive(Debug)]
+enum ServeError {
+    Runtime(std::io::Error),
+    Start(app::StartError),
+    Bind(SocketAddr, std::io::Error),
+    Close(String),
+}
+
+impl core::fmt::Display for ServeError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ServeError::Runtime(e) => write!(f, "cannot start the runtime: {e}"),
+            ServeError::Start(e) => write!(f, "{e}"),
+            ServeError::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
+            ServeError::Close(e) => write!(f, "store did not close cleanly: {e}"),
+        }
+    }
+}
+
 /// Resolves on the first SIGTERM or SIGINT, after turning readiness red. A
 /// second signal exits at once.
-async fn shutdown_signal(state: Arc<state::State>) {
+async fn shutdown_signal(app: Arc<app::App>) {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
@@ -198,7 +263,7 @@ async fn shutdown_signal(state: Arc<state::State>) {
         _ = term.recv() => log::info!("SIGTERM: draining"),
         _ = int.recv() => log::info!("SIGINT: draining"),
     }
-    state.start_draining();
+    app.state.start_draining();
     tokio::spawn(async move {
         tokio::select! {
             _ = term.recv() => {},

@@ -18,32 +18,44 @@ fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
 }
 
-/// Path of the `annald` binary, built once per test run with the same cargo.
-pub fn annald() -> PathBuf {
+/// Builds the workspace binaries once per test run, with the same cargo and
+/// target directory as the tests, and returns the directory holding them.
+fn binaries() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
         .get_or_init(|| {
             let status = Command::new(env!("CARGO"))
-                .args(["build", "--quiet", "-p", "annal-daemon", "--bin", "annald"])
+                .args(["build", "--quiet", "-p", "annal-daemon", "-p", "annal-verify", "--bins"])
                 .current_dir(workspace_root())
                 .status()
                 .expect("cargo build runs");
-            assert!(status.success(), "building annald failed");
+            assert!(status.success(), "building the binaries failed");
             // The test binary lives in <target>/<profile>/deps/.
             let exe = std::env::current_exe().expect("current exe");
-            let profile_dir = exe.parent().and_then(Path::parent).expect("target profile dir");
-            let bin = profile_dir.join("annald");
-            assert!(bin.exists(), "annald not found at {}", bin.display());
-            bin
+            exe.parent().and_then(Path::parent).expect("target profile dir").to_path_buf()
         })
         .clone()
+}
+
+/// Path of the `annald` binary.
+pub fn annald() -> PathBuf {
+    let bin = binaries().join("annald");
+    assert!(bin.exists(), "annald not found at {}", bin.display());
+    bin
+}
+
+/// Path of the `annal-verify` binary.
+pub fn annal_verify() -> PathBuf {
+    let bin = binaries().join("annal-verify");
+    assert!(bin.exists(), "annal-verify not found at {}", bin.display());
+    bin
 }
 
 /// A running daemon; killed on drop if still alive.
 pub struct Daemon {
     child: Child,
     pub addr: SocketAddr,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     log: std::sync::Arc<Mutex<Vec<String>>>,
 }
 
@@ -78,7 +90,51 @@ impl Daemon {
             let _ = child.kill();
             panic!("annald did not report its address; log: {:?}", log.lock().expect("log lock"))
         });
-        Daemon { child, addr, _dir: dir, log }
+        Daemon { child, addr, dir, log }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The development admin key the daemon generated on first start.
+    pub fn admin_key(&self) -> String {
+        std::fs::read_to_string(self.data_dir().join("dev-admin.key"))
+            .expect("dev admin key")
+            .trim()
+            .to_owned()
+    }
+
+    /// The development signing key's vkey, as `annal-verify --trust-key` takes it.
+    pub fn trust_key(&self) -> String {
+        let out = Command::new(annald())
+            .args(["keys", "show"])
+            .arg(self.data_dir().join("dev-signing.key"))
+            .output()
+            .expect("annald keys show");
+        let text = String::from_utf8(out.stdout).expect("utf-8");
+        text.lines().find_map(|l| l.strip_prefix("vkey: ")).expect("vkey line").to_owned()
+    }
+
+    /// Sends a request with a bearer token and an optional JSON body.
+    pub fn call(&self, method: &str, path: &str, token: &str, body: Option<&serde_json::Value>) -> Reply {
+        let auth = format!("Bearer {token}");
+        let bytes = body.map(|b| serde_json::to_vec(b).expect("json")).unwrap_or_default();
+        let mut headers = vec![("Authorization", auth.as_str())];
+        if body.is_some() {
+            headers.push(("Content-Type", "application/json"));
+        }
+        request(self.addr, method, path, &headers, &bytes)
+    }
+
+    /// Creates a tenant and issues it a key; returns the key.
+    pub fn tenant_with_key(&self, tenant: &str) -> String {
+        let admin = self.admin_key();
+        let r = self.call("POST", "/admin/v1/tenants", &admin, Some(&serde_json::json!({"id": tenant})));
+        assert_eq!(r.status, 201, "create tenant: {:?}", String::from_utf8_lossy(&r.body));
+        let r = self.call("POST", &format!("/admin/v1/tenants/{tenant}/keys"), &admin, None);
+        assert_eq!(r.status, 201, "issue key: {:?}", String::from_utf8_lossy(&r.body));
+        r.json()["key"].as_str().expect("key shown once").to_owned()
     }
 
     pub fn pid(&self) -> u32 {

@@ -1,6 +1,7 @@
 //! annal's workspace-level test binary: structural rules (tidy) now, black-box
 //! tests against the real `annald` binary as the daemon lands.
 
+mod api;
 mod harness;
 mod keys;
 mod serve;

@@ -3,50 +3,124 @@
 //! body itself.
 
 use http::StatusCode;
-use http::header::{CONTENT_TYPE, HeaderValue};
+use http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 
-use super::{Response, current_request_id};
+use super::{Response, current_request_id, full};
 
-/// Every error the API can answer with. The `code` strings are a contract.
+/// Every error the API can answer with. The `code` strings are a contract
+/// (docs/API.md lists them).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ApiError {
     NotFound,
     MethodNotAllowed,
+    /// No `Authorization: Bearer` header.
+    AuthRequired,
+    /// Unknown, revoked or malformed key: one answer for all three.
+    InvalidKey,
+    TenantSuspended,
+    TenantNotFound,
+    TenantExists,
+    TenantReserved,
+    KeyNotFound,
+    KeyAlreadyRevoked,
+    LedgerNotFound,
+    RecordNotFound,
+    CheckpointNotFound,
+    /// PUT/PATCH/DELETE on records or ledgers: history is append-only.
+    AppendOnly,
     BadRequest {
-        detail: &'static str,
+        detail: String,
+    },
+    RecordInvalid {
+        detail: String,
+    },
+    ParentNotFound,
+    ParentHashMismatch,
+    IdempotencyKeyReused,
+    IdempotencyKeyInvalid,
+    OutOfRange {
+        detail: String,
     },
     LengthRequired,
     TooLarge,
     UnsupportedMediaType,
-    /// The request took longer than the configured request timeout.
+    RateLimited {
+        retry_after_s: u64,
+        policy: String,
+    },
     Timeout,
+    /// A bounded queue is full; try again shortly.
+    Overloaded,
+    Draining,
+    DbUnavailable,
     Internal,
 }
 
 impl ApiError {
     /// (status, code, title): the mapping, in one table.
     pub fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+        use ApiError as E;
+        use StatusCode as S;
         match self {
-            ApiError::NotFound => (StatusCode::NOT_FOUND, "route.not_found", "No such route"),
-            ApiError::MethodNotAllowed => (
-                StatusCode::METHOD_NOT_ALLOWED,
-                "route.method_not_allowed",
-                "Method not allowed on this route",
-            ),
-            ApiError::BadRequest { .. } => (StatusCode::BAD_REQUEST, "request.invalid", "Invalid request"),
-            ApiError::LengthRequired => {
-                (StatusCode::LENGTH_REQUIRED, "request.length_required", "Content-Length is required")
+            E::NotFound => (S::NOT_FOUND, "route.not_found", "No such route"),
+            E::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "route.method_not_allowed", "Method not allowed"),
+            E::AuthRequired => (S::UNAUTHORIZED, "auth.required", "Authorization required"),
+            E::InvalidKey => (S::UNAUTHORIZED, "auth.invalid_key", "Invalid credentials"),
+            E::TenantSuspended => (S::FORBIDDEN, "tenant.suspended", "Tenant is suspended"),
+            E::TenantNotFound => (S::NOT_FOUND, "tenant.not_found", "No such tenant"),
+            E::TenantExists => (S::CONFLICT, "tenant.exists", "Tenant already exists"),
+            E::TenantReserved => (S::UNPROCESSABLE_ENTITY, "tenant.reserved", "Tenant id is reserved"),
+            E::KeyNotFound => (S::NOT_FOUND, "key.not_found", "No such key"),
+            E::KeyAlreadyRevoked => (S::CONFLICT, "key.already_revoked", "Key already revoked"),
+            E::LedgerNotFound => (S::NOT_FOUND, "ledger.not_found", "No such ledger"),
+            E::RecordNotFound => (S::NOT_FOUND, "record.not_found", "No such record"),
+            E::CheckpointNotFound => (S::NOT_FOUND, "checkpoint.not_found", "No such checkpoint"),
+            E::AppendOnly => (S::METHOD_NOT_ALLOWED, "ledger.append_only", "Ledgers are append-only"),
+            E::BadRequest { .. } => (S::BAD_REQUEST, "request.invalid", "Invalid request"),
+            E::RecordInvalid { .. } => (S::UNPROCESSABLE_ENTITY, "record.invalid", "Invalid record"),
+            E::ParentNotFound => {
+                (S::UNPROCESSABLE_ENTITY, "lineage.parent_not_found", "Lineage parent not found")
             }
-            ApiError::TooLarge => {
-                (StatusCode::PAYLOAD_TOO_LARGE, "request.too_large", "Request body too large")
+            E::ParentHashMismatch => {
+                (S::UNPROCESSABLE_ENTITY, "lineage.parent_hash_mismatch", "Lineage parent hash differs")
             }
-            ApiError::UnsupportedMediaType => (
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "request.unsupported_media_type",
-                "Unsupported media type",
+            E::IdempotencyKeyReused => (
+                S::UNPROCESSABLE_ENTITY,
+                "idempotency.key_reused",
+                "Idempotency key reused with other content",
             ),
-            ApiError::Timeout => (StatusCode::SERVICE_UNAVAILABLE, "request.timeout", "Request timed out"),
-            ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
+            E::IdempotencyKeyInvalid => {
+                (S::BAD_REQUEST, "idempotency.key_invalid", "Invalid Idempotency-Key")
+            }
+            E::OutOfRange { .. } => (S::UNPROCESSABLE_ENTITY, "request.out_of_range", "Out of range"),
+            E::LengthRequired => (S::LENGTH_REQUIRED, "request.length_required", "Content-Length required"),
+            E::TooLarge => (S::PAYLOAD_TOO_LARGE, "request.too_large", "Request body too large"),
+            E::UnsupportedMediaType => {
+                (S::UNSUPPORTED_MEDIA_TYPE, "request.unsupported_media_type", "Unsupported media type")
+            }
+            E::RateLimited { .. } => (S::TOO_MANY_REQUESTS, "rate.limited", "Rate limit exceeded"),
+            E::Timeout => (S::SERVICE_UNAVAILABLE, "request.timeout", "Request timed out"),
+            E::Overloaded => (S::SERVICE_UNAVAILABLE, "overloaded", "Server overloaded"),
+            E::Draining => (S::SERVICE_UNAVAILABLE, "server.draining", "Server is shutting down"),
+            E::DbUnavailable => (S::SERVICE_UNAVAILABLE, "db.unavailable", "Database unavailable"),
+            E::Internal => (S::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        self.parts().1
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.parts().0
+    }
+
+    fn detail(&self) -> Option<&str> {
+        match self {
+            ApiError::BadRequest { detail }
+            | ApiError::RecordInvalid { detail }
+            | ApiError::OutOfRange { detail } => Some(detail),
+            _ => None,
         }
     }
 }
@@ -62,11 +136,27 @@ pub fn problem(err: &ApiError) -> Response {
         "code": code,
         "request_id": &*request_id,
     });
-    if let ApiError::BadRequest { detail } = err {
-        body["detail"] = serde_json::Value::from(*detail);
+    if let Some(detail) = err.detail() {
+        body["detail"] = serde_json::Value::from(detail);
     }
-    let mut resp = Response::new(serde_json::to_vec(&body).expect("json").into());
+    let mut resp = full(serde_json::to_vec(&body).expect("json"));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    let headers = resp.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    match err {
+        ApiError::RateLimited { retry_after_s, policy } => {
+            headers.insert(RETRY_AFTER, HeaderValue::from(*retry_after_s));
+            if let Ok(v) = HeaderValue::from_str(policy) {
+                headers.insert("ratelimit-policy", v);
+            }
+            if let Ok(v) = HeaderValue::from_str(&format!("\"default\";r=0;t={retry_after_s}")) {
+                headers.insert("ratelimit", v);
+            }
+        }
+        ApiError::Overloaded | ApiError::Draining | ApiError::DbUnavailable => {
+            headers.insert(RETRY_AFTER, HeaderValue::from(1u32));
+        }
+        _ => {}
+    }
     resp
 }

@@ -1,7 +1,10 @@
-//! The HTTP surface: request ids, routing, and the conversion of warp
-//! rejections into problem+json. Routes live in submodules.
+//! The HTTP surface: request ids, routing, authentication, and the
+//! conversion of warp rejections into problem+json. Handlers live in
+//! `tenant` and `admin`; every error goes through `error::problem`.
 
+mod admin;
 mod error;
+mod tenant;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -9,14 +12,18 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::{CACHE_CONTROL, HeaderName, HeaderValue};
+use http::HeaderMap;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderName, HeaderValue};
 use tower_service::Service as _;
 use warp::Filter as _;
 
 pub use error::{ApiError, problem};
 
+use crate::app::{App, now_ms};
+use crate::auth;
+use crate::events::{Event, Kind};
 use crate::limits::REQUEST_ID_BYTES_MAX;
-use crate::state::State;
+use crate::ratelimit::Decision;
 
 pub type Response = warp::reply::Response;
 pub type BoxFuture = Pin<Box<dyn Future<Output = Response> + Send>>;
@@ -70,11 +77,211 @@ pub async fn with_request_id<B>(
     resp
 }
 
+/// A response with a fixed body.
+pub fn full(body: Vec<u8>) -> Response {
+    Response::new(body.into())
+}
+
+/// A JSON response.
+pub fn json(status: http::StatusCode, body: &serde_json::Value) -> Response {
+    let mut resp = full(serde_json::to_vec(body).expect("json"));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+/// Marks a response as never to be cached (proofs, exports, secrets).
+pub fn no_store(mut resp: Response) -> Response {
+    resp.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// What a handler knows about the request, for errors and events.
+#[derive(Clone, Debug)]
+pub struct Req {
+    pub method: &'static str,
+    /// The route template, e.g. `POST /v1/ledgers/{ledger}/records`.
+    pub route: &'static str,
+    pub headers: HeaderMap,
+    pub tenant: Option<String>,
+    pub key_id: Option<String>,
+}
+
+impl Req {
+    fn event(&self, kind: Kind, err: Option<&ApiError>, detail: Option<String>) -> Event {
+        let (status, code) = err.map_or((200, "ok"), |e| (e.status().as_u16(), e.code()));
+        Event {
+            kind,
+            code,
+            status,
+            request_id: current_request_id().to_string(),
+            tenant: self.tenant.clone(),
+            key_id: self.key_id.clone(),
+            method: self.method.to_owned(),
+            route: self.route.to_owned(),
+            time_ms: now_ms(),
+            detail,
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// Which errors are recorded in the system event ledger, and as what.
+fn event_kind(err: &ApiError) -> Option<Kind> {
+    match err {
+        ApiError::AuthRequired
+        | ApiError::InvalidKey
+        | ApiError::TenantSuspended
+        | ApiError::RateLimited { .. }
+        | ApiError::LedgerNotFound => Some(Kind::Denial),
+        ApiError::AppendOnly => Some(Kind::AppendOnlyViolation),
+        e if e.status().is_server_error() => Some(Kind::Failure),
+        _ => None,
+    }
+}
+
+impl App {
+    /// Renders an error and records it when it is a denial, a violation or a
+    /// failure. The one path every handler error takes.
+    pub fn fail(&self, req: &Req, err: ApiError) -> Response {
+        if let Some(kind) = event_kind(&err) {
+            self.events.record(req.event(kind, Some(&err), None));
+        }
+        problem(&err)
+    }
+
+    /// Records an administrator's action.
+    pub fn audit(&self, req: &Req, detail: String) {
+        self.events.record(req.event(Kind::Admin, None, Some(detail)));
+    }
+
+    /// Authenticates a tenant request: key, tenant status, rate limit.
+    /// Unknown, revoked and malformed keys are one indistinguishable 401.
+    pub fn tenant_auth(&self, req: &mut Req) -> Result<(annal_chain::TenantId, Decision), ApiError> {
+        if self.state.is_draining() {
+            return Err(ApiError::Draining);
+        }
+        let token = auth::bearer(req.header("authorization")).ok_or(
+            if req.headers.contains_key("authorization") {
+                ApiError::InvalidKey
+            } else {
+                ApiError::AuthRequired
+            },
+        )?;
+        let presented = auth::parse_api_key(token).ok_or(ApiError::InvalidKey)?;
+        let row = self.store.api_key(&presented.key_id).map_err(read_error)?;
+        req.key_id = Some(presented.key_id.clone());
+        let row = match row {
+            Some(row) => {
+                // A known key id is attributed to its tenant even when refused,
+                // so attempts with a revoked or guessed key show up in its events.
+                req.tenant = Some(row.tenant.as_str().to_owned());
+                let good = row.revoked_ms.is_none()
+                    && presented.digest.matches(&auth::SecretDigest::from_bytes(row.digest));
+                if !good {
+                    return Err(ApiError::InvalidKey);
+                }
+                row
+            }
+            None => return Err(ApiError::InvalidKey),
+        };
+        let tenant = self.store.tenant(&row.tenant).map_err(read_error)?.ok_or(ApiError::InvalidKey)?;
+        if tenant.status != annal_store::TenantStatus::Active {
+            return Err(ApiError::TenantSuspended);
+        }
+        match self.limiter.check(row.tenant.as_str(), &row.key_id) {
+            Decision::Denied { retry_after_s } => Err(ApiError::RateLimited {
+                retry_after_s,
+                policy: self.limiter.key_policy().header("default"),
+            }),
+            allowed => Ok((row.tenant, allowed)),
+        }
+    }
+
+    /// Authenticates an admin request.
+    pub fn admin_auth(&self, req: &Req) -> Result<(), ApiError> {
+        match auth::bearer(req.header("authorization")) {
+            Some(token) if auth::is_admin(token, &self.admin) => Ok(()),
+            Some(_) => Err(ApiError::InvalidKey),
+            None if req.headers.contains_key("authorization") => Err(ApiError::InvalidKey),
+            None => Err(ApiError::AuthRequired),
+        }
+    }
+}
+
+/// Adds the IETF RateLimit headers of an allowed request.
+pub fn with_rate_headers(mut resp: Response, app: &App, decision: Decision) -> Response {
+    if let Decision::Allowed { remaining, reset_s } = decision {
+        let h = resp.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&app.limiter.key_policy().header("default")) {
+            h.insert("ratelimit-policy", v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&format!("\"default\";r={remaining};t={reset_s}")) {
+            h.insert("ratelimit", v);
+        }
+    }
+    resp
+}
+
+/// Maps a store read error: a failed store is unavailable, never a fallback.
+pub fn read_error(e: annal_store::ReadError) -> ApiError {
+    match e {
+        annal_store::ReadError::NoLedger => ApiError::LedgerNotFound,
+        annal_store::ReadError::OutOfRange { size } => {
+            ApiError::OutOfRange { detail: format!("the ledger has {size} records") }
+        }
+        annal_store::ReadError::Failed(reason) => {
+            log::error!("store unavailable: {reason}");
+            ApiError::DbUnavailable
+        }
+        annal_store::ReadError::Corrupt(c) => {
+            // A record that does not re-verify is never served as valid.
+            log::error!("CORRUPTION detected on read: {c:?}");
+            ApiError::Internal
+        }
+    }
+}
+
+/// Maps a store write error: nothing was acknowledged.
+pub fn write_error(e: annal_store::WriteError) -> ApiError {
+    match e {
+        annal_store::WriteError::Overloaded => ApiError::Overloaded,
+        annal_store::WriteError::Closed => ApiError::Draining,
+        annal_store::WriteError::Failed(reason) => {
+            log::error!("store failed: {reason}");
+            ApiError::DbUnavailable
+        }
+        annal_store::WriteError::Corrupt(c) => {
+            log::error!("CORRUPTION detected on write: {c:?}");
+            ApiError::Internal
+        }
+    }
+}
+
+type Routes = warp::filters::BoxedFilter<(Response,)>;
+
+/// A filter that passes the shared app along.
+fn with_app(app: Arc<App>) -> impl warp::Filter<Extract = (Arc<App>,), Error = Infallible> + Clone {
+    warp::any().map(move || app.clone())
+}
+
 /// Builds the application: warp routes hosted as a plain async function.
-pub fn app(
-    state: Arc<State>,
+pub fn build(
+    app: Arc<App>,
 ) -> impl Fn(http::Request<hyper::body::Incoming>) -> BoxFuture + Send + Sync + 'static {
-    let routes = health(state.clone()).or(ready(state)).recover(rejection);
+    let routes = health(app.clone())
+        .or(ready(app.clone()))
+        .unify()
+        .or(tenant::routes(app.clone()))
+        .unify()
+        .or(admin::routes(app.clone()))
+        .unify()
+        .boxed();
+    let recover_app = app;
+    let routes = routes.recover(move |r| rejection(recover_app.clone(), r)).unify();
     let service = warp::service(routes);
     move |req| {
         let mut service = service.clone();
@@ -87,33 +294,30 @@ pub fn app(
     }
 }
 
-fn json_reply(status: http::StatusCode, body: &serde_json::Value) -> Response {
-    let mut resp = Response::new(serde_json::to_vec(body).expect("json").into());
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    resp.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
+fn health(app: Arc<App>) -> Routes {
+    warp::path!("health")
+        .and(warp::get())
+        .and(with_app(app))
+        .map(|app: Arc<App>| {
+            json(http::StatusCode::OK, &serde_json::json!({"status": "ok", "version": app.state.version()}))
+        })
+        .boxed()
 }
 
-fn health(
-    state: Arc<State>,
-) -> impl warp::Filter<Extract = (Response,), Error = warp::Rejection> + Clone + Send + Sync + 'static {
-    warp::path!("health").and(warp::get()).map(move || {
-        json_reply(http::StatusCode::OK, &serde_json::json!({"status": "ok", "version": state.version()}))
-    })
+fn ready(app: Arc<App>) -> Routes {
+    warp::path!("ready")
+        .and(warp::get())
+        .and(with_app(app))
+        .map(|app: Arc<App>| {
+            let report = crate::state::readiness(&app);
+            let status =
+                if report.ready { http::StatusCode::OK } else { http::StatusCode::SERVICE_UNAVAILABLE };
+            no_store(json(status, &report.to_json()))
+        })
+        .boxed()
 }
 
-fn ready(
-    state: Arc<State>,
-) -> impl warp::Filter<Extract = (Response,), Error = warp::Rejection> + Clone + Send + Sync + 'static {
-    warp::path!("ready").and(warp::get()).map(move || {
-        let report = state.readiness();
-        let status = if report.ready { http::StatusCode::OK } else { http::StatusCode::SERVICE_UNAVAILABLE };
-        json_reply(status, &report.to_json())
-    })
-}
-
-async fn rejection(r: warp::Rejection) -> Result<Response, Infallible> {
+async fn rejection(app: Arc<App>, r: warp::Rejection) -> Result<Response, Infallible> {
     let err = if r.is_not_found() {
         ApiError::NotFound
     } else if r.find::<warp::reject::MethodNotAllowed>().is_some() {
@@ -124,14 +328,16 @@ async fn rejection(r: warp::Rejection) -> Result<Response, Infallible> {
         ApiError::LengthRequired
     } else if r.find::<warp::reject::UnsupportedMediaType>().is_some() {
         ApiError::UnsupportedMediaType
+    } else if r.find::<warp::reject::InvalidQuery>().is_some() {
+        ApiError::BadRequest { detail: "invalid query string".into() }
     } else if r.find::<warp::reject::InvalidHeader>().is_some()
-        || r.find::<warp::reject::InvalidQuery>().is_some()
         || r.find::<warp::reject::MissingHeader>().is_some()
     {
-        ApiError::BadRequest { detail: "invalid header or query" }
+        ApiError::BadRequest { detail: "invalid or missing header".into() }
     } else {
         log::error!("unhandled rejection: {r:?}");
         ApiError::Internal
     };
-    Ok(problem(&err))
+    let req = Req { method: "-", route: "-", headers: HeaderMap::new(), tenant: None, key_id: None };
+    Ok(app.fail(&req, err))
 }

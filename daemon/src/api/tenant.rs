@@ -1,0 +1,483 @@
+//! Tenant routes: `/v1/...`. Every handler authenticates first; a ledger
+//! name is resolved inside the caller's tenant, so another tenant's ledger is
+//! exactly as missing as one that does not exist.
+
+use std::sync::Arc;
+
+use annal_chain::{Hash32, LedgerName, Parent, ParentProof, Seq, TenantId, verify_bundle, write_bundle};
+use annal_store::{AppendRefusal, AppendRequest, Position, RecordEntry};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+use warp::Filter as _;
+
+use super::{
+    ApiError, Req, Response, Routes, json, no_store, read_error, with_app, with_rate_headers, write_error,
+};
+use crate::app::{App, now_ms};
+use crate::limits::{APPEND_BODY_BYTES_MAX, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX, VERIFY_BODY_BYTES_MAX};
+
+pub fn routes(app: Arc<App>) -> Routes {
+    let a = || with_app(app.clone());
+    let append = warp::path!("v1" / "ledgers" / String / "records")
+        .and(warp::post())
+        .and(warp::header::headers_cloned())
+        .and(warp::body::content_length_limit(APPEND_BODY_BYTES_MAX))
+        .and(warp::body::bytes())
+        .and(a())
+        .then(append);
+    let list = warp::path!("v1" / "ledgers" / String / "records")
+        .and(warp::get())
+        .and(warp::header::headers_cloned())
+        .and(warp::query::<Page>())
+        .and(a())
+        .then(list);
+    let get = warp::path!("v1" / "ledgers" / String / "records" / u64)
+        .and(warp::get())
+        .and(warp::header::headers_cloned())
+        .and(a())
+        .then(get_record);
+    let proof = warp::path!("v1" / "ledgers" / String / "records" / u64 / "proof")
+        .and(warp::get())
+        .and(warp::header::headers_cloned())
+        .and(warp::query::<SizeQuery>())
+        .and(a())
+        .then(proof);
+    let checkpoint = warp::path!("v1" / "ledgers" / String / "checkpoint")
+        .and(warp::get())
+        .and(warp::header::headers_cloned())
+        .and(warp::query::<SizeQuery>())
+        .and(a())
+        .then(checkpoint);
+    let consistency = warp::path!("v1" / "ledgers" / String / "consistency")
+        .and(warp::get())
+        .and(warp::header::headers_cloned())
+        .and(warp::query::<RangeQuery>())
+        .and(a())
+        .then(consistency);
+    let export = warp::path!("v1" / "ledgers" / String / "export")
+        .and(warp::get())
+        .and(warp::header::headers_cloned())
+        .and(a())
+        .then(export);
+    let verify = warp::path!("v1" / "verify")
+        .and(warp::post())
+        .and(warp::header::headers_cloned())
+        .and(warp::body::content_length_limit(VERIFY_BODY_BYTES_MAX))
+        .and(warp::body::bytes())
+        .and(a())
+        .then(verify);
+    let history_write = warp::path("v1")
+        .and(warp::path("ledgers"))
+        .and(warp::method())
+        .and_then(|method: http::Method| async move {
+            match method {
+                http::Method::PUT | http::Method::PATCH | http::Method::DELETE => Ok(method),
+                _ => Err(warp::reject::not_found()),
+            }
+        })
+        .and(warp::header::headers_cloned())
+        .and(a())
+        .then(append_only);
+    append
+        .or(list)
+        .unify()
+        .or(get)
+        .unify()
+        .or(proof)
+        .unify()
+        .or(checkpoint)
+        .unify()
+        .or(consistency)
+        .unify()
+        .or(export)
+        .unify()
+        .or(verify)
+        .unify()
+        .or(history_write)
+        .unify()
+        .boxed()
+}
+
+fn req(method: &'static str, route: &'static str, headers: HeaderMap) -> Req {
+    Req { method, route, headers, tenant: None, key_id: None }
+}
+
+/// Authenticates, resolves the ledger name, runs `body`, and adds rate headers.
+async fn tenant_call<F, Fut>(app: Arc<App>, mut r: Req, ledger: Option<&str>, body: F) -> Response
+where
+    F: FnOnce(Arc<App>, TenantId, Option<LedgerName>, Req) -> Fut,
+    Fut: std::future::Future<Output = Result<Response, ApiError>>,
+{
+    let (tenant, decision) = match app.tenant_auth(&mut r) {
+        Ok(v) => v,
+        Err(e) => return app.fail(&r, e),
+    };
+    let ledger = match ledger.map(LedgerName::new).transpose() {
+        Ok(l) => l,
+        // An invalid name cannot exist: answer as for a missing ledger.
+        Err(_) => return with_rate_headers(app.fail(&r, ApiError::LedgerNotFound), &app, decision),
+    };
+    let resp = match body(app.clone(), tenant, ledger, r.clone()).await {
+        Ok(resp) => resp,
+        Err(e) => app.fail(&r, e),
+    };
+    with_rate_headers(resp, &app, decision)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AppendBody<'a> {
+    #[serde(borrow, default)]
+    payload: Option<&'a serde_json::value::RawValue>,
+    #[serde(default)]
+    payload_base64: Option<String>,
+    #[serde(default)]
+    content_type: Option<String>,
+    #[serde(default)]
+    parents: Vec<ParentRef>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ParentRef {
+    #[serde(default)]
+    ledger: Option<String>,
+    seq: u64,
+    #[serde(default)]
+    hash: Option<String>,
+}
+
+fn bad(detail: impl Into<String>) -> ApiError {
+    ApiError::BadRequest { detail: detail.into() }
+}
+
+async fn append(ledger: String, headers: HeaderMap, body: Bytes, app: Arc<App>) -> Response {
+    let r = req("POST", "POST /v1/ledgers/{ledger}/records", headers);
+    tenant_call(app, r, Some(&ledger), |app, tenant, ledger, r| async move {
+        let ledger = ledger.expect("route has a ledger");
+        let parsed: AppendBody<'_> = serde_json::from_slice(&body).map_err(|e| bad(format!("body: {e}")))?;
+        let (payload, default_type) = match (parsed.payload, parsed.payload_base64) {
+            (Some(raw), None) => (raw.get().as_bytes().to_vec(), "application/json"),
+            (None, Some(b64)) => (
+                STANDARD.decode(b64).map_err(|_| bad("payload_base64 is not base64"))?,
+                "application/octet-stream",
+            ),
+            _ => return Err(bad("give exactly one of payload and payload_base64")),
+        };
+        let content_type = parsed.content_type.unwrap_or_else(|| default_type.to_owned());
+        let mut parents = Vec::with_capacity(parsed.parents.len());
+        for p in parsed.parents {
+            let parent_ledger = match &p.ledger {
+                Some(name) => LedgerName::new(name).map_err(|_| ApiError::ParentNotFound)?,
+                None => ledger.clone(),
+            };
+            let hash = match p.hash {
+                Some(hex) => {
+                    Hash32::from_hex(&hex).ok_or_else(|| bad("parent hash must be 64 lowercase hex"))?
+                }
+                // Records never change, so the hash read now is the hash forever.
+                None => {
+                    app.store
+                        .record(&tenant, &parent_ledger, Seq::new(p.seq))
+                        .map_err(read_error)?
+                        .ok_or(ApiError::ParentNotFound)?
+                        .hash
+                }
+            };
+            parents.push(Parent { ledger: parent_ledger, seq: Seq::new(p.seq), hash });
+        }
+        let idempotency_key = r.header("idempotency-key").map(str::to_owned);
+        let request = AppendRequest {
+            tenant,
+            ledger: ledger.clone(),
+            position: Position::Next,
+            timestamp_ms: now_ms(),
+            content_type,
+            payload,
+            parents,
+            idempotency_key,
+        };
+        let appended = match app.store.append(request).await.map_err(write_error)? {
+            Ok(a) => a,
+            Err(refusal) => return Err(append_refusal(refusal)),
+        };
+        let seq = appended.seq.get();
+        let location = format!("/v1/ledgers/{ledger}/records/{seq}");
+        let mut resp = json(
+            StatusCode::CREATED,
+            &serde_json::json!({
+                "ledger": ledger.as_str(),
+                "seq": seq,
+                "hash": appended.hash.to_hex(),
+                "tree_size": seq + 1,
+                "replayed": appended.replayed,
+                "record_url": location,
+                "proof_url": format!("{location}/proof"),
+            }),
+        );
+        if let Ok(v) = location.parse() {
+            resp.headers_mut().insert(http::header::LOCATION, v);
+        }
+        if appended.replayed {
+            resp.headers_mut().insert("idempotent-replayed", http::HeaderValue::from_static("true"));
+        }
+        Ok(resp)
+    })
+    .await
+}
+
+fn append_refusal(refusal: AppendRefusal) -> ApiError {
+    match refusal {
+        AppendRefusal::Invalid(e) => ApiError::RecordInvalid { detail: e.to_string() },
+        AppendRefusal::IdempotencyKeyInvalid => ApiError::IdempotencyKeyInvalid,
+        AppendRefusal::IdempotencyConflict { .. } => ApiError::IdempotencyKeyReused,
+        AppendRefusal::ParentNotFound { .. } => ApiError::ParentNotFound,
+        AppendRefusal::ParentHashMismatch { .. } => ApiError::ParentHashMismatch,
+        // Position::Next never asks for a seq, so these mean a store bug.
+        other => {
+            log::error!("unexpected append refusal: {other:?}");
+            ApiError::Internal
+        }
+    }
+}
+
+fn record_json(entry: &RecordEntry) -> serde_json::Value {
+    let r = &entry.record;
+    let mut v = serde_json::json!({
+        "ledger": r.ledger().as_str(),
+        "seq": r.seq().get(),
+        "hash": entry.hash.to_hex(),
+        "prev": r.prev().to_hex(),
+        "timestamp_ms": r.timestamp_ms(),
+        "content_type": r.content_type(),
+        "payload_base64": STANDARD.encode(r.payload()),
+        "parents": r.parents().iter().map(|p| serde_json::json!({
+            "ledger": p.ledger.as_str(), "seq": p.seq.get(), "hash": p.hash.to_hex(),
+        })).collect::<Vec<_>>(),
+    });
+    if r.content_type().starts_with("application/json")
+        && let Ok(value) = serde_json::from_slice::<serde_json::Value>(r.payload())
+    {
+        v["payload"] = value;
+    }
+    v
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Page {
+    after: Option<u64>,
+    limit: Option<u64>,
+}
+
+async fn list(ledger: String, headers: HeaderMap, page: Page, app: Arc<App>) -> Response {
+    let r = req("GET", "GET /v1/ledgers/{ledger}/records", headers);
+    tenant_call(app, r, Some(&ledger), |app, tenant, ledger, _r| async move {
+        let ledger = ledger.expect("route has a ledger");
+        let limit = page.limit.unwrap_or(PAGE_LIMIT_DEFAULT);
+        if limit == 0 || limit > PAGE_LIMIT_MAX {
+            return Err(ApiError::OutOfRange { detail: format!("limit must be 1..={PAGE_LIMIT_MAX}") });
+        }
+        if app.store.ledger_state(&tenant, &ledger).map_err(read_error)?.is_none() {
+            return Err(ApiError::LedgerNotFound);
+        }
+        let records =
+            app.store.records(&tenant, &ledger, page.after.map(Seq::new), limit).map_err(read_error)?;
+        let next = (records.len() as u64 == limit).then(|| {
+            let last = records.last().expect("non-empty").record.seq().get();
+            format!("/v1/ledgers/{ledger}/records?after={last}&limit={limit}")
+        });
+        let items: Vec<_> = records.iter().map(record_json).collect();
+        let mut resp = json(StatusCode::OK, &serde_json::json!({"records": items, "next": next}));
+        if let Some(next) = next
+            && let Ok(v) = format!("<{next}>; rel=\"next\"").parse()
+        {
+            resp.headers_mut().insert(http::header::LINK, v);
+        }
+        Ok(resp)
+    })
+    .await
+}
+
+async fn get_record(ledger: String, seq: u64, headers: HeaderMap, app: Arc<App>) -> Response {
+    let r = req("GET", "GET /v1/ledgers/{ledger}/records/{seq}", headers);
+    tenant_call(app, r, Some(&ledger), |app, tenant, ledger, _r| async move {
+        let ledger = ledger.expect("route has a ledger");
+        let entry = app.store.record(&tenant, &ledger, Seq::new(seq)).map_err(read_error)?;
+        match entry {
+            Some(e) => Ok(json(StatusCode::OK, &record_json(&e))),
+            None if app.store.ledger_state(&tenant, &ledger).map_err(read_error)?.is_none() => {
+                Err(ApiError::LedgerNotFound)
+            }
+            None => Err(ApiError::RecordNotFound),
+        }
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SizeQuery {
+    size: Option<u64>,
+}
+
+/// The checkpoint to prove against: the one at `size`, or the latest.
+fn pick_checkpoint(
+    app: &App,
+    tenant: &TenantId,
+    ledger: &LedgerName,
+    size: Option<u64>,
+) -> Result<annal_chain::SignedNote, ApiError> {
+    let note = match size {
+        Some(size) => app.store.checkpoint_at(tenant, ledger, size),
+        None => app.store.latest_checkpoint(tenant, ledger),
+    };
+    match note.map_err(read_error)? {
+        Some(note) => Ok(note),
+        None if app.store.ledger_state(tenant, ledger).map_err(read_error)?.is_none() => {
+            Err(ApiError::LedgerNotFound)
+        }
+        None => Err(ApiError::CheckpointNotFound),
+    }
+}
+
+fn checkpoint_size(note: &annal_chain::SignedNote) -> Result<u64, ApiError> {
+    annal_chain::Checkpoint::parse_body(note.text()).map(|c| c.size).map_err(|_| ApiError::Internal)
+}
+
+async fn proof(ledger: String, seq: u64, headers: HeaderMap, q: SizeQuery, app: Arc<App>) -> Response {
+    let r = req("GET", "GET /v1/ledgers/{ledger}/records/{seq}/proof", headers);
+    tenant_call(app, r, Some(&ledger), |app, tenant, ledger, _r| async move {
+        let ledger = ledger.expect("route has a ledger");
+        let entry = app.store.record(&tenant, &ledger, Seq::new(seq)).map_err(read_error)?;
+        let note = pick_checkpoint(&app, &tenant, &ledger, q.size)?;
+        let Some(entry) = entry else { return Err(ApiError::RecordNotFound) };
+        let size = checkpoint_size(&note)?;
+        if seq >= size {
+            return Err(ApiError::CheckpointNotFound);
+        }
+        let inclusion =
+            app.store.inclusion_proof(&tenant, &ledger, Seq::new(seq), size).map_err(read_error)?;
+        let mut parents = Vec::new();
+        for p in entry.record.parents() {
+            if p.ledger == ledger {
+                let inclusion =
+                    app.store.inclusion_proof(&tenant, &ledger, p.seq, size).map_err(read_error)?;
+                parents.push(ParentProof { checkpoint: None, inclusion });
+            } else {
+                let pnote = pick_checkpoint(&app, &tenant, &p.ledger, None)?;
+                let psize = checkpoint_size(&pnote)?;
+                if p.seq.get() >= psize {
+                    return Err(ApiError::CheckpointNotFound);
+                }
+                let inclusion =
+                    app.store.inclusion_proof(&tenant, &p.ledger, p.seq, psize).map_err(read_error)?;
+                parents.push(ParentProof { checkpoint: Some(pnote), inclusion });
+            }
+        }
+        let mut out = Vec::new();
+        let origin = app.origin(&tenant, &ledger);
+        write_bundle(&mut out, &origin, &entry.record, &note, &inclusion, &parents);
+        let mut resp = super::full(out);
+        resp.headers_mut()
+            .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+        Ok(no_store(resp))
+    })
+    .await
+}
+
+async fn checkpoint(ledger: String, headers: HeaderMap, q: SizeQuery, app: Arc<App>) -> Response {
+    let r = req("GET", "GET /v1/ledgers/{ledger}/checkpoint", headers);
+    tenant_call(app, r, Some(&ledger), |app, tenant, ledger, _r| async move {
+        let note = pick_checkpoint(&app, &tenant, &ledger.expect("route has a ledger"), q.size)?;
+        let mut resp = super::full(note.to_string().into_bytes());
+        resp.headers_mut()
+            .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
+        Ok(no_store(resp))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RangeQuery {
+    from: u64,
+    to: u64,
+}
+
+async fn consistency(ledger: String, headers: HeaderMap, q: RangeQuery, app: Arc<App>) -> Response {
+    let r = req("GET", "GET /v1/ledgers/{ledger}/consistency", headers);
+    tenant_call(app, r, Some(&ledger), |app, tenant, ledger, _r| async move {
+        let ledger = ledger.expect("route has a ledger");
+        if q.from == 0 || q.from > q.to {
+            return Err(ApiError::OutOfRange { detail: "need 0 < from <= to".into() });
+        }
+        let proof = app.store.consistency_proof(&tenant, &ledger, q.from, q.to).map_err(read_error)?;
+        let old_root = app.store.root_at(&tenant, &ledger, q.from).map_err(read_error)?;
+        let new_root = app.store.root_at(&tenant, &ledger, q.to).map_err(read_error)?;
+        Ok(no_store(json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "from": q.from,
+                "to": q.to,
+                "from_root": old_root.to_hex(),
+                "to_root": new_root.to_hex(),
+                "proof": proof.iter().map(Hash32::to_hex).collect::<Vec<_>>(),
+            }),
+        )))
+    })
+    .await
+}
+
+async fn export(ledger: String, headers: HeaderMap, app: Arc<App>) -> Response {
+    let r = req("GET", "GET /v1/ledgers/{ledger}/export", headers);
+    tenant_call(app, r, Some(&ledger), |app, tenant, ledger, _r| async move {
+        let ledger = ledger.expect("route has a ledger");
+        super::admin::stream_export(&app, &tenant, &ledger)
+    })
+    .await
+}
+
+async fn verify(headers: HeaderMap, body: Bytes, app: Arc<App>) -> Response {
+    let r = req("POST", "POST /v1/verify", headers);
+    tenant_call(app, r, None, |app, _tenant, _ledger, _r| async move {
+        let trusted = app.trusted();
+        let verdict = match verify_bundle(&body, &trusted, None) {
+            Ok(s) => serde_json::json!({
+                "verified": true,
+                "reason": null,
+                "index": null,
+                "origin": s.origin.to_string(),
+                "seq": s.seq.get(),
+                "hash": s.hash.to_hex(),
+                "checkpoint_size": s.checkpoint_size,
+            }),
+            Err(f) => {
+                crate::metrics::verify_failed(f.reason);
+                serde_json::json!({
+                    "verified": false,
+                    "reason": f.reason.as_str(),
+                    "index": f.index,
+                    "message": f.to_string(),
+                })
+            }
+        };
+        Ok(json(StatusCode::OK, &verdict))
+    })
+    .await
+}
+
+async fn append_only(method: http::Method, headers: HeaderMap, app: Arc<App>) -> Response {
+    let mut r = req("WRITE", "PUT|PATCH|DELETE /v1/ledgers/...", headers);
+    r.method = match method {
+        http::Method::PUT => "PUT",
+        http::Method::PATCH => "PATCH",
+        _ => "DELETE",
+    };
+    // Attribute the attempt when the key is valid; refuse it either way.
+    let _ = app.tenant_auth(&mut r);
+    app.fail(&r, ApiError::AppendOnly)
+}

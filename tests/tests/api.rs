@@ -1,0 +1,385 @@
+//! Goal: the tenant and admin HTTP API does what docs/API.md promises, end to
+//! end: tenants and keys, durable appends with idempotency, reads and
+//! pagination, proof bundles that `annal-verify` accepts (and rejects once
+//! tampered), append-only 405s that are recorded as system events, rate
+//! limits with their headers, and tenant isolation with zero leaks.
+//! Method: the real `annald` on 127.0.0.1:0, raw HTTP, the real verifier.
+
+use std::process::Command;
+
+use serde_json::json;
+
+use crate::harness::{Daemon, Reply, annal_verify};
+
+fn body(r: &Reply) -> String {
+    String::from_utf8_lossy(&r.body).into_owned()
+}
+
+fn code(r: &Reply) -> String {
+    r.json()["code"].as_str().unwrap_or("").to_owned()
+}
+
+fn append(d: &Daemon, key: &str, ledger: &str, payload: serde_json::Value) -> Reply {
+    d.call("POST", &format!("/v1/ledgers/{ledger}/records"), key, Some(&json!({ "payload": payload })))
+}
+
+#[test]
+fn tenant_and_key_lifecycle() {
+    let d = Daemon::start(None);
+    let admin = d.admin_key();
+    let check = |method: &str, path: &str, body: Option<serde_json::Value>, status: u16, code_: &str| {
+        let r = d.call(method, path, &admin, body.as_ref());
+        assert_eq!(r.status, status, "{method} {path}: {}", String::from_utf8_lossy(&r.body));
+        if !code_.is_empty() {
+            assert_eq!(code(&r), code_, "{method} {path}");
+        }
+        r
+    };
+    check("POST", "/admin/v1/tenants", Some(json!({"id": "acme"})), 201, "");
+    check("POST", "/admin/v1/tenants", Some(json!({"id": "acme"})), 409, "tenant.exists");
+    check("POST", "/admin/v1/tenants", Some(json!({"id": "annal-system"})), 422, "tenant.reserved");
+    check("POST", "/admin/v1/tenants", Some(json!({"id": "Not Valid"})), 400, "request.invalid");
+    check("POST", "/admin/v1/tenants", Some(json!({"name": "x"})), 400, "request.invalid");
+    check("GET", "/admin/v1/tenants/nope", None, 404, "tenant.not_found");
+    let list = check("GET", "/admin/v1/tenants", None, 200, "");
+    assert_eq!(list.json()["tenants"][0]["id"], "acme");
+
+    let issued = check("POST", "/admin/v1/tenants/acme/keys", None, 201, "");
+    assert_eq!(issued.header("cache-control"), Some("no-store"));
+    let key = issued.json()["key"].as_str().expect("secret shown once").to_owned();
+    let key_id = issued.json()["key_id"].as_str().expect("key id").to_owned();
+    let keys = check("GET", "/admin/v1/tenants/acme/keys", None, 200, "");
+    assert!(!body(&keys).contains(&key), "a listed key never shows its secret");
+    assert_eq!(keys.json()["keys"][0]["key_id"], key_id.as_str());
+    check("POST", "/admin/v1/tenants/nope/keys", None, 404, "tenant.not_found");
+
+    assert_eq!(append(&d, &key, "orders", json!({"n": 1})).status, 201);
+    check("POST", &format!("/admin/v1/tenants/acme/keys/{key_id}/revoke"), None, 200, "");
+    check("POST", &format!("/admin/v1/tenants/acme/keys/{key_id}/revoke"), None, 409, "key.already_revoked");
+    check("POST", "/admin/v1/tenants/acme/keys/0000000000000000/revoke", None, 404, "key.not_found");
+    let r = append(&d, &key, "orders", json!({"n": 2}));
+    assert_eq!((r.status, code(&r)), (401, "auth.invalid_key".to_owned()));
+}
+
+#[test]
+fn append_read_list_and_idempotency() {
+    let d = Daemon::start(None);
+    let key = d.tenant_with_key("acme");
+    for i in 0..5 {
+        let r = append(&d, &key, "orders", json!({"n": i}));
+        assert_eq!(r.status, 201, "{}", body(&r));
+        assert_eq!(r.json()["seq"], i);
+        assert_eq!(r.header("location"), Some(format!("/v1/ledgers/orders/records/{i}").as_str()));
+    }
+    let r = d.call("GET", "/v1/ledgers/orders/records/3", &key, None);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["payload"], json!({"n": 3}));
+    let r = d.call("GET", "/v1/ledgers/orders/records/99", &key, None);
+    assert_eq!((r.status, code(&r)), (404, "record.not_found".to_owned()));
+    let r = d.call("GET", "/v1/ledgers/nothing/records/0", &key, None);
+    assert_eq!((r.status, code(&r)), (404, "ledger.not_found".to_owned()));
+
+    let page = d.call("GET", "/v1/ledgers/orders/records?limit=2", &key, None);
+    assert_eq!(page.json()["records"].as_array().map(Vec::len), Some(2));
+    assert_eq!(page.header("link"), Some("</v1/ledgers/orders/records?after=1&limit=2>; rel=\"next\""));
+    let page = d.call("GET", "/v1/ledgers/orders/records?after=3&limit=2", &key, None);
+    assert_eq!(page.json()["records"][0]["seq"], 4);
+    assert_eq!(page.json()["next"], serde_json::Value::Null);
+    let r = d.call("GET", "/v1/ledgers/orders/records?limit=0", &key, None);
+    assert_eq!(code(&r), "request.out_of_range");
+
+    // Idempotency: same key and content replays, other content is refused.
+    let auth = format!("Bearer {key}");
+    let send = |payload: &str| {
+        crate::harness::request(
+            d.addr,
+            "POST",
+            "/v1/ledgers/orders/records",
+            &[("Authorization", auth.as_str()), ("Idempotency-Key", "order-77")],
+            payload.as_bytes(),
+        )
+    };
+    let first = send(r#"{"payload":{"order":77}}"#);
+    assert_eq!(first.status, 201);
+    let again = send(r#"{"payload":{"order":77}}"#);
+    assert_eq!(again.status, 201);
+    assert_eq!(again.json()["seq"], first.json()["seq"]);
+    assert_eq!(again.json()["replayed"], true);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    let other = send(r#"{"payload":{"order":78}}"#);
+    assert_eq!((other.status, code(&other)), (422, "idempotency.key_reused".to_owned()));
+
+    // Bad input changes nothing.
+    let before = d.call("GET", "/v1/ledgers/orders/records?limit=1000", &key, None).json()["records"]
+        .as_array()
+        .map(Vec::len);
+    for bad in [r#"{"payload":1,"payload_base64":"AA=="}"#, r#"{}"#, r#"{"payload":1,"extra":1}"#, "not json"]
+    {
+        let r = crate::harness::request(
+            d.addr,
+            "POST",
+            "/v1/ledgers/orders/records",
+            &[("Authorization", auth.as_str())],
+            bad.as_bytes(),
+        );
+        assert_eq!((r.status, code(&r)), (400, "request.invalid".to_owned()), "{bad}");
+    }
+    let r = d.call(
+        "POST",
+        "/v1/ledgers/orders/records",
+        &key,
+        Some(&json!({"payload": 1, "parents": [{"seq": 999}]})),
+    );
+    assert_eq!((r.status, code(&r)), (422, "lineage.parent_not_found".to_owned()));
+    let after = d.call("GET", "/v1/ledgers/orders/records?limit=1000", &key, None).json()["records"]
+        .as_array()
+        .map(Vec::len);
+    assert_eq!(before, after);
+}
+
+#[test]
+fn concurrent_retries_with_one_idempotency_key_make_one_record() {
+    let d = Daemon::start(None);
+    let key = d.tenant_with_key("acme");
+    let auth = format!("Bearer {key}");
+    let seqs: Vec<u64> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..16)
+            .map(|_| {
+                s.spawn(|| {
+                    let r = crate::harness::request(
+                        d.addr,
+                        "POST",
+                        "/v1/ledgers/orders/records",
+                        &[("Authorization", auth.as_str()), ("Idempotency-Key", "once")],
+                        br#"{"payload":{"once":true}}"#,
+                    );
+                    assert_eq!(r.status, 201, "{}", body(&r));
+                    r.json()["seq"].as_u64().expect("seq")
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("thread")).collect()
+    });
+    assert!(seqs.iter().all(|s| *s == seqs[0]), "{seqs:?}");
+    let list = d.call("GET", "/v1/ledgers/orders/records", &key, None);
+    assert_eq!(list.json()["records"].as_array().map(Vec::len), Some(1));
+}
+
+fn verify(kind: &str, path: &std::path::Path, trust: &str) -> (Option<i32>, String) {
+    let out = Command::new(annal_verify())
+        .args([kind, path.to_str().expect("utf-8"), "--trust-key", trust])
+        .output()
+        .expect("run annal-verify");
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn proofs_and_exports_verify_offline_and_fail_once_tampered() {
+    let d = Daemon::start(None);
+    let key = d.tenant_with_key("acme");
+    let admin = d.admin_key();
+    for i in 0..6 {
+        assert_eq!(append(&d, &key, "orders", json!({"n": i})).status, 201);
+    }
+    let r = d.call(
+        "POST",
+        "/v1/ledgers/orders/records",
+        &key,
+        Some(&json!({"payload": 6, "parents": [{"seq": 2}]})),
+    );
+    assert_eq!(r.status, 201, "{}", body(&r));
+    let r = d.call("POST", "/admin/v1/checkpoints", &admin, None);
+    assert_eq!(r.status, 200, "{}", body(&r));
+
+    let cp = d.call("GET", "/v1/ledgers/orders/checkpoint", &key, None);
+    assert_eq!(cp.status, 200);
+    assert!(body(&cp).starts_with("annal.local/acme/orders\n7\n"), "{}", body(&cp));
+
+    let bundle = d.call("GET", "/v1/ledgers/orders/records/6/proof", &key, None);
+    assert_eq!(bundle.status, 200, "{}", body(&bundle));
+    assert_eq!(bundle.header("cache-control"), Some("no-store"));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("bundle.json");
+    std::fs::write(&path, &bundle.body).expect("write bundle");
+    let trust = d.trust_key();
+    let (code_, out) = verify("bundle", &path, &trust);
+    assert_eq!(code_, Some(0), "{out}");
+    assert!(out.starts_with("verified: record 6 of annal.local/acme/orders"), "{out}");
+
+    // The online verifier answers the same.
+    let online = crate::harness::request(
+        d.addr,
+        "POST",
+        "/v1/verify",
+        &[("Authorization", &format!("Bearer {key}"))],
+        &bundle.body,
+    );
+    assert_eq!(online.json()["verified"], true);
+
+    let tampered = body(&bundle).replacen("\"payload\":\"Ng==\"", "\"payload\":\"Nw==\"", 1);
+    assert_ne!(tampered, body(&bundle), "the payload of record 6 is 6");
+    std::fs::write(&path, &tampered).expect("write");
+    let (code_, out) = verify("bundle", &path, &trust);
+    assert_eq!(code_, Some(1), "{out}");
+    assert!(out.contains("record_hash_mismatch"), "{out}");
+    let online = crate::harness::request(
+        d.addr,
+        "POST",
+        "/v1/verify",
+        &[("Authorization", &format!("Bearer {key}"))],
+        tampered.as_bytes(),
+    );
+    assert_eq!(online.json()["verified"], false);
+    assert_eq!(online.json()["reason"], "record_hash_mismatch");
+
+    let export = d.call("GET", "/v1/ledgers/orders/export", &key, None);
+    assert_eq!(export.status, 200);
+    assert_eq!(export.header("cache-control"), Some("no-store"));
+    let path = dir.path().join("orders.jsonl");
+    std::fs::write(&path, &export.body).expect("write export");
+    let (code_, out) = verify("export", &path, &trust);
+    assert_eq!(code_, Some(0), "{out}");
+    assert!(out.starts_with("verified: 7 records, 1 checkpoint"), "{out}");
+
+    let r = d.call("GET", "/v1/ledgers/orders/consistency?from=3&to=7", &key, None);
+    assert_eq!(r.status, 200, "{}", body(&r));
+    let r = d.call("GET", "/v1/ledgers/orders/consistency?from=3&to=70", &key, None);
+    assert_eq!(code(&r), "request.out_of_range");
+
+    // The system event ledger verifies the same way.
+    let events = d.call("GET", "/admin/v1/events/export", &admin, None);
+    assert_eq!(events.status, 200);
+    let path = dir.path().join("events.jsonl");
+    std::fs::write(&path, &events.body).expect("write events");
+    let (code_, out) = verify("export", &path, &trust);
+    assert_eq!(code_, Some(0), "{out}");
+}
+
+#[test]
+fn history_cannot_be_rewritten_and_attempts_are_recorded() {
+    let d = Daemon::start(None);
+    let key = d.tenant_with_key("acme");
+    assert_eq!(append(&d, &key, "orders", json!(1)).status, 201);
+    for method in ["PUT", "PATCH", "DELETE"] {
+        for path in ["/v1/ledgers/orders/records/0", "/v1/ledgers/orders", "/v1/ledgers/orders/records"] {
+            let r = d.call(method, path, &key, Some(&json!({"payload": 2})));
+            assert_eq!((r.status, code(&r)), (405, "ledger.append_only".to_owned()), "{method} {path}");
+        }
+    }
+    let r = d.call("GET", "/v1/ledgers/orders/records/0", &key, None);
+    assert_eq!(r.json()["payload"], json!(1));
+    let events = wait_for_events(&d, "ledger.append_only", 9);
+    assert!(events.iter().all(|e| e["tenant"] == "acme" && e["kind"] == "append_only_violation"));
+}
+
+/// Polls the event API until `n` events with `code` are recorded (bounded).
+fn wait_for_events(d: &Daemon, code_: &str, n: usize) -> Vec<serde_json::Value> {
+    let admin = d.admin_key();
+    for _ in 0..500 {
+        let r = d.call("GET", &format!("/admin/v1/events?code={code_}&limit=1000"), &admin, None);
+        let events = r.json()["events"].as_array().cloned().unwrap_or_default();
+        if events.len() >= n {
+            return events;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("fewer than {n} {code_} events recorded");
+}
+
+#[test]
+fn rate_limit_answers_429_with_headers_and_is_recorded() {
+    let d = Daemon::start(Some("[rate_limit]\nkey_burst = 3\nkey_window_s = 3600\n"));
+    let key = d.tenant_with_key("acme");
+    for i in 0..3 {
+        let r = append(&d, &key, "orders", json!(i));
+        assert_eq!(r.status, 201);
+        assert_eq!(r.header("ratelimit-policy"), Some("\"default\";q=3;w=3600"));
+        assert!(r.header("ratelimit").is_some_and(|v| v.starts_with(&format!("\"default\";r={};", 2 - i))));
+    }
+    let r = append(&d, &key, "orders", json!(3));
+    assert_eq!((r.status, code(&r)), (429, "rate.limited".to_owned()));
+    let retry: u64 = r.header("retry-after").expect("Retry-After").parse().expect("seconds");
+    assert!(retry > 0);
+    assert_eq!(r.header("ratelimit-policy"), Some("\"default\";q=3;w=3600"));
+    let events = wait_for_events(&d, "rate.limited", 1);
+    assert_eq!(events[0]["tenant"], "acme");
+}
+
+#[test]
+fn tenants_are_isolated() {
+    let d = Daemon::start(None);
+    let admin = d.admin_key();
+    let a = d.tenant_with_key("alpha");
+    let b = d.tenant_with_key("beta");
+    let revoked = d.tenant_with_key("gamma");
+    let suspended = d.tenant_with_key("delta");
+    assert_eq!(append(&d, &a, "orders", json!({"secret": "alpha"})).status, 201);
+    assert_eq!(d.call("POST", "/admin/v1/checkpoints", &admin, None).status, 200);
+    let gamma_keys = d.call("GET", "/admin/v1/tenants/gamma/keys", &admin, None).json();
+    let gamma_id = gamma_keys["keys"][0]["key_id"].as_str().expect("key id").to_owned();
+    assert_eq!(
+        d.call("POST", &format!("/admin/v1/tenants/gamma/keys/{gamma_id}/revoke"), &admin, None).status,
+        200
+    );
+    assert_eq!(d.call("POST", "/admin/v1/tenants/delta/suspend", &admin, None).status, 200);
+
+    let routes: [(&str, &str); 8] = [
+        ("GET", "/v1/ledgers/orders/records"),
+        ("GET", "/v1/ledgers/orders/records/0"),
+        ("GET", "/v1/ledgers/orders/records/0/proof"),
+        ("GET", "/v1/ledgers/orders/checkpoint"),
+        ("GET", "/v1/ledgers/orders/consistency?from=1&to=1"),
+        ("GET", "/v1/ledgers/orders/export"),
+        ("POST", "/v1/ledgers/orders/records"),
+        ("POST", "/v1/verify"),
+    ];
+    for (method, path) in routes {
+        let body = (method == "POST").then(|| json!({"payload": 1}));
+        // Beta sees alpha's ledger exactly as a ledger that does not exist.
+        let foreign = d.call(method, path, &b, body.as_ref());
+        let missing = d.call(method, &path.replace("orders", "nosuch"), &a, body.as_ref());
+        if method == "GET" {
+            assert_eq!((foreign.status, code(&foreign)), (missing.status, code(&missing)), "{method} {path}");
+            assert_eq!(foreign.status, 404, "{method} {path}");
+        }
+        assert!(!String::from_utf8_lossy(&foreign.body).contains("alpha"), "{method} {path} leaked");
+        let r = d.call(method, path, &revoked, body.as_ref());
+        assert_eq!((r.status, code(&r)), (401, "auth.invalid_key".to_owned()), "revoked {method} {path}");
+        let r = d.call(method, path, &suspended, body.as_ref());
+        assert_eq!((r.status, code(&r)), (403, "tenant.suspended".to_owned()), "suspended {method} {path}");
+        let r = d.call(method, path, &admin, body.as_ref());
+        assert_eq!(
+            (r.status, code(&r)),
+            (401, "auth.invalid_key".to_owned()),
+            "admin key on {method} {path}"
+        );
+        let r = d.call(method, path, "annal_0123456789abcdef_AAAA", body.as_ref());
+        assert_eq!((r.status, code(&r)), (401, "auth.invalid_key".to_owned()), "malformed {method} {path}");
+        let r = crate::harness::request(d.addr, method, path, &[], b"");
+        assert_eq!((r.status, code(&r)), (401, "auth.required".to_owned()), "anonymous {method} {path}");
+    }
+    // Beta's own write to "orders" made beta's own ledger, not alpha's.
+    let mine = d.call("GET", "/v1/ledgers/orders/records/0", &b, None);
+    assert_eq!(mine.json()["payload"], json!(1));
+    let theirs = d.call("GET", "/v1/ledgers/orders/records/0", &a, None);
+    assert_eq!(theirs.json()["payload"], json!({"secret": "alpha"}));
+
+    for (method, path) in [
+        ("GET", "/admin/v1/tenants"),
+        ("POST", "/admin/v1/tenants/alpha/keys"),
+        ("GET", "/admin/v1/events"),
+        ("GET", "/admin/v1/events/export"),
+        ("GET", "/admin/v1/ledgers/alpha/orders/export"),
+        ("POST", "/admin/v1/checkpoints"),
+        ("GET", "/metrics"),
+    ] {
+        let r = d.call(method, path, &a, None);
+        assert_eq!(
+            (r.status, code(&r)),
+            (401, "auth.invalid_key".to_owned()),
+            "tenant key on {method} {path}"
+        );
+    }
+    let denials = wait_for_events(&d, "auth.invalid_key", 8);
+    assert!(denials.iter().any(|e| e["tenant"] == "gamma"), "revoked key attempts are attributed");
+}
