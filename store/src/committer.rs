@@ -232,21 +232,14 @@ impl Committer {
     }
 
     fn commit_batch(&mut self, batch: Vec<Command>) {
-        let (ops, replies): (Vec<Op>, Vec<AnyReply>) = batch
-            .into_iter()
-            .map(|c| match c {
-                Command::Append(r, reply) => (Op::Append(r), AnyReply::Append(reply)),
-                Command::Checkpoint(r, reply) => (Op::Checkpoint(r), AnyReply::Checkpoint(reply)),
-                Command::Identity(r, reply) => (Op::Identity(r), AnyReply::Identity(reply)),
-            })
-            .unzip();
+        let mut replies = Vec::with_capacity(BATCH_WRITES_MAX);
         let mut state = Batch {
             heads: HashMap::new(),
             records_total: self.records_total,
             next_ledger_id: self.next_ledger_id,
             checkpoint: None,
         };
-        match self.apply(ops, &mut state) {
+        match self.apply(batch, &mut replies, &mut state) {
             Ok(outcomes) => {
                 self.records_total = state.records_total;
                 self.next_ledger_id = state.next_ledger_id;
@@ -291,19 +284,56 @@ impl Committer {
         let _ = self.acks.send(acks);
     }
 
-    fn apply(&mut self, ops: Vec<Op>, st: &mut Batch) -> Result<Vec<Outcome>, Abort> {
+    /// Applies `batch`, then whatever queued up meanwhile (up to the batch
+    /// limits), in one transaction, and commits it. Absorbing late arrivals
+    /// before the commit, instead of waiting for them, keeps batches full
+    /// under load without adding latency when the queue is idle.
+    fn apply(
+        &mut self,
+        batch: Vec<Command>,
+        replies: &mut Vec<AnyReply>,
+        st: &mut Batch,
+    ) -> Result<Vec<Outcome>, Abort> {
         let mut txn = self.shared.db.begin_write()?;
         // Explicit, never the default: an ack means the commit is on disk.
         txn.set_durability(Durability::Immediate)?;
-        let mut outcomes = Vec::with_capacity(ops.len());
+        let mut outcomes = Vec::with_capacity(BATCH_WRITES_MAX);
         {
             let mut t = Tables::open(&txn)?;
-            for op in ops {
-                outcomes.push(match op {
-                    Op::Append(r) => Outcome::Append(self.append(r, &mut t, st)?),
-                    Op::Checkpoint(r) => Outcome::Checkpoint(self.checkpoint(r, &mut t, st)?),
-                    Op::Identity(r) => Outcome::Identity(identity(r, &mut t)?),
-                });
+            let mut payload: usize = batch.iter().map(Command::payload_bytes).sum();
+            let mut next = batch;
+            while !next.is_empty() {
+                // Every reply is held before anything is applied, so an abort
+                // answers each of them with the same error.
+                let ops: Vec<Op> = next
+                    .into_iter()
+                    .map(|cmd| {
+                        let (op, reply) = match cmd {
+                            Command::Append(r, reply) => (Op::Append(r), AnyReply::Append(reply)),
+                            Command::Checkpoint(r, reply) => (Op::Checkpoint(r), AnyReply::Checkpoint(reply)),
+                            Command::Identity(r, reply) => (Op::Identity(r), AnyReply::Identity(reply)),
+                        };
+                        replies.push(reply);
+                        op
+                    })
+                    .collect();
+                for op in ops {
+                    outcomes.push(match op {
+                        Op::Append(r) => Outcome::Append(self.append(r, &mut t, st)?),
+                        Op::Checkpoint(r) => Outcome::Checkpoint(self.checkpoint(r, &mut t, st)?),
+                        Op::Identity(r) => Outcome::Identity(identity(r, &mut t)?),
+                    });
+                }
+                next = Vec::new();
+                while replies.len() + next.len() < BATCH_WRITES_MAX && payload < BATCH_PAYLOAD_BYTES_MAX {
+                    match self.rx.try_recv() {
+                        Ok(cmd) => {
+                            payload += cmd.payload_bytes();
+                            next.push(cmd);
+                        }
+                        Err(_) => break,
+                    }
+                }
             }
             for (key, (head, changed)) in &st.heads {
                 if *changed {

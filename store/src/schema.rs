@@ -171,3 +171,10 @@ pub(crate) fn up(db: &redb::Database) -> Result<MigrationStatus, crate::OpenErro
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+impl crate::store::Store {
+    /// Where the open database's schema stands (for startup logs and readiness).
+    pub fn migration_status(&self) -> Result<MigrationStatus, crate::OpenError> {
+        status(&self.shared.db)
+    }
+}

@@ -106,3 +106,27 @@ impl<T> Future for Ticket<T> {
 }
 
 impl<T> Unpin for Ticket<T> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn future_and_blocking_waits_see_the_reply() {
+        let (reply, mut ticket) = pair::<u32>();
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(Pin::new(&mut ticket).poll(&mut cx).is_pending());
+        reply.send(Ok(7));
+        assert_eq!(Pin::new(&mut ticket).poll(&mut cx), Poll::Ready(Ok(7)));
+
+        let (reply, ticket) = pair::<u32>();
+        let waiter = std::thread::spawn(move || ticket.wait());
+        reply.send(Ok(8));
+        assert_eq!(waiter.join().unwrap(), Ok(8));
+
+        // A reply dropped unanswered (a committer that died) answers Closed.
+        let (reply, ticket) = pair::<u32>();
+        drop(reply);
+        assert_eq!(ticket.wait(), Err(WriteError::Closed));
+    }
+}
