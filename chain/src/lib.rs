@@ -12,6 +12,7 @@ mod bundle;
 mod export;
 mod failure;
 mod hex;
+mod identity;
 mod json;
 pub mod limits;
 mod merkle;
@@ -30,6 +31,10 @@ pub use export::{
     EXPORT_FORMAT, ExportSummary, ExportVerifier, write_checkpoint, write_end, write_header, write_record,
 };
 pub use failure::{Failure, Reason};
+pub use identity::{
+    GENESIS_STATEMENT, IDENTITY_FORMAT, IdentityLogEntry, ROTATION_TAG, rotation_text, verify_identity_log,
+    write_identity_log,
+};
 pub use merkle::{
     CompactRange, MemoryTree, NODE_PREFIX, Subtrees, consistency_proof, empty_root, inclusion_proof,
     node_hash, range_hash_from_perfect, root_from_inclusion, verify_consistency,

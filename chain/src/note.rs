@@ -125,6 +125,21 @@ impl TrustedKey {
         self.name.as_deref()
     }
 
+    /// The C2SP vkey of a named key; `None` for an unnamed `ed25519:` key.
+    pub fn vkey(&self) -> Option<String> {
+        let name = self.name.as_deref()?;
+        let mut raw = [0u8; 33];
+        raw[0] = ED25519_ALG;
+        raw[1..].copy_from_slice(&self.public);
+        Some(format!("{name}+{}+{}", key_id(name, &self.public), STANDARD.encode(raw)))
+    }
+
+    /// A key bound to a name, as an identity-log entry names it.
+    pub fn named(name: &str, public: [u8; 32]) -> Option<TrustedKey> {
+        (valid_key_name(name) && VerifyingKey::from_bytes(&public).is_ok())
+            .then(|| TrustedKey { name: Some(name.to_owned()), public })
+    }
+
     /// `ed25519:<base64>`.
     pub fn to_ed25519_string(&self) -> String {
         format!("ed25519:{}", STANDARD.encode(self.public))

@@ -68,6 +68,7 @@ pub async fn run(
     signer: Arc<NoteSigner>,
     log: annal_chain::LogName,
     interval: Duration,
+    signing_ok: bool,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut ticker = tokio::time::interval(interval);
@@ -80,7 +81,9 @@ pub async fn run(
         if *stop.borrow() {
             break;
         }
-        anchor_all(&store, &signer, &log).await;
+        if signing_ok {
+            anchor_all(&store, &signer, &log).await;
+        }
     }
     log::info!("anchoring worker stopped");
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use annal_chain::{LedgerName, LogName, NoteSigner, Origin, TenantId, TrustedKey};
-use annal_store::{IdentityEntry, OpenOptions, Store};
+use annal_store::{IdentityEntry, MigrationStatus, OpenError, OpenOptions, Store};
 
 use crate::auth::{self, SecretDigest};
 use crate::config::{Config, Environment};
@@ -25,6 +25,14 @@ pub struct App {
     pub limiter: Limiter,
     pub events: Events,
     pub state: State,
+    /// The schema head found at start, and the one the config expects.
+    pub migration: MigrationStatus,
+    pub expected_head: Option<u32>,
+    pub worker_enabled: bool,
+    pub anchor_freshness_max_ms: u64,
+    /// Whether the signing key is the identity log's current key. When not,
+    /// nothing is signed and readiness stays red.
+    pub signing_ok: bool,
 }
 
 /// Why the daemon could not start. Each maps to an exit code in main.
@@ -55,14 +63,18 @@ impl App {
         Origin::new(self.log.clone(), tenant.clone(), ledger.clone())
     }
 
-    /// The keys an export header declares.
+    /// The keys an export header declares: every key of the identity log, so
+    /// checkpoints signed before a rotation still verify.
     pub fn vkeys(&self) -> Vec<String> {
-        vec![self.signer.vkey()]
+        self.trusted().iter().filter_map(TrustedKey::vkey).collect()
     }
 
-    /// The keys `/v1/verify` trusts: this daemon's own signing key.
+    /// The keys `/v1/verify` trusts: the identity log's keys.
     pub fn trusted(&self) -> Vec<TrustedKey> {
-        vec![self.signer.trusted_key()]
+        identity_keys(&self.store).unwrap_or_else(|e| {
+            log::error!("identity log unreadable: {e:?}");
+            Vec::new()
+        })
     }
 
     /// Opens everything, in the documented order: store, signing identity,
@@ -77,9 +89,26 @@ impl App {
         let dev = config.environment == Environment::Development;
         let signer = load_signer(config.secrets.signing_key_file.as_deref(), data_dir, dev, log.as_str())?;
         let admin = load_admin(config.secrets.admin_key_file.as_deref(), data_dir, dev)?;
-        let store = Store::open(data_dir, OpenOptions::default())
-            .map_err(|e| StartError::Store(format!("cannot open store in {}: {e:?}", data_dir.display())))?;
-        register_identity(&store, &signer)?;
+        let options = OpenOptions {
+            expected_head: config.migrations.expected_head,
+            apply_pending_migrations: config.apply_migrations_on_start(),
+            backend: None,
+        };
+        let store = Store::open(data_dir, options).map_err(|e| match e {
+            // Schema trouble is the operator's to resolve: refuse like bad config.
+            OpenError::HeadMismatch { .. }
+            | OpenError::MigrationsPending { .. }
+            | OpenError::MigrationChecksum { .. }
+            | OpenError::UnknownMigration { .. }
+            | OpenError::RolledBack { .. } => {
+                StartError::Config(format!("store {}: {e}", data_dir.display()))
+            }
+            other => StartError::Store(format!("cannot open store in {}: {other}", data_dir.display())),
+        })?;
+        let migration = store
+            .migration_status()
+            .map_err(|e| StartError::Store(format!("cannot read the migration head: {e}")))?;
+        let signing_ok = register_identity(&store, &signer)?;
         let (events, rx) = Events::new();
         let policy = |burst: u32, window_s: u64| Policy {
             burst: std::num::NonZeroU32::new(burst).expect("validated non-zero"),
@@ -96,14 +125,21 @@ impl App {
             limiter,
             events,
             state: State::new(crate::VERSION),
+            migration,
+            expected_head: config.migrations.expected_head,
+            worker_enabled: config.worker.enabled,
+            anchor_freshness_max_ms: config.anchor.freshness_max_ms,
+            signing_ok,
         };
         Ok((app, rx))
     }
 }
 
 /// The first start records the signing key as the identity log's genesis.
-/// A later start with another key is refused until rotation lands properly.
-fn register_identity(store: &Store, signer: &NoteSigner) -> Result<(), StartError> {
+/// Later starts must sign with the log's current key; with any other key the
+/// daemon starts but signs nothing and never becomes ready (`Ok(false)`), and
+/// the log names both fingerprints.
+fn register_identity(store: &Store, signer: &NoteSigner) -> Result<bool, StartError> {
     let log =
         store.identity_log().map_err(|e| StartError::Store(format!("identity log unreadable: {e:?}")))?;
     match log.last() {
@@ -113,28 +149,72 @@ fn register_identity(store: &Store, signer: &NoteSigner) -> Result<(), StartErro
                 key_name: signer.name().to_owned(),
                 public: signer.public(),
                 timestamp_ms: now_ms(),
-                statement: "genesis".to_owned(),
+                statement: annal_chain::GENESIS_STATEMENT.to_owned(),
             };
             match store.append_identity(entry).wait() {
                 Ok(Ok(_)) => {
                     log::info!("identity log: registered genesis key {}", signer.fingerprint());
-                    Ok(())
+                    Ok(true)
                 }
                 other => Err(StartError::Store(format!("cannot record genesis identity: {other:?}"))),
             }
         }
-        Some(current) if current.public == signer.public() => Ok(()),
-        Some(current) => Err(StartError::Config(format!(
-            "signing key {} is not the current identity {}; refusing to sign as an undelegated key",
-            signer.fingerprint(),
-            annal_chain::fingerprint(&current.public)
-        ))),
+        Some(current) if current.public == signer.public() && current.key_name == signer.name() => Ok(true),
+        Some(current) => {
+            log::error!(
+                "signing key {} is not the current identity {} (identity log entry {}); \
+                 it was not delegated by a rotation, so nothing will be signed and readiness stays red",
+                signer.fingerprint(),
+                annal_chain::fingerprint(&current.public),
+                current.seq
+            );
+            Ok(false)
+        }
     }
+}
+
+/// Every key the identity log has delegated, oldest first.
+pub fn identity_keys(store: &Store) -> Result<Vec<TrustedKey>, annal_store::ReadError> {
+    Ok(store.identity_log()?.iter().filter_map(|e| TrustedKey::named(&e.key_name, e.public)).collect())
+}
+
+/// The identity log as `GET /v1/identity` serves it and `annal-verify
+/// --identity-log` reads it.
+pub fn identity_log_json(store: &Store) -> Result<Vec<u8>, annal_store::ReadError> {
+    let entries: Vec<annal_chain::IdentityLogEntry> = store
+        .identity_log()?
+        .into_iter()
+        .filter_map(|e| {
+            Some(annal_chain::IdentityLogEntry {
+                seq: e.seq,
+                key: TrustedKey::named(&e.key_name, e.public)?.vkey()?,
+                timestamp_ms: e.timestamp_ms,
+                statement: e.statement,
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    annal_chain::write_identity_log(&mut out, &entries);
+    Ok(out)
 }
 
 fn dev_secret_path(data_dir: &Path, name: &str) -> PathBuf {
     data_dir.join(name)
 }
+
+/// A secret's file: the configured path, else the systemd credential of that
+/// name (`LoadCredential=`), else none.
+fn secret_file(configured: Option<&Path>, credential: &str) -> Option<PathBuf> {
+    configured.map(Path::to_path_buf).or_else(|| {
+        let dir = std::env::var_os("CREDENTIALS_DIRECTORY")?;
+        let path = Path::new(&dir).join(credential);
+        path.exists().then_some(path)
+    })
+}
+
+/// systemd credential names for the two secrets.
+pub const SIGNING_KEY_CREDENTIAL: &str = "annal-signing-key";
+pub const ADMIN_KEY_CREDENTIAL: &str = "annal-admin-key";
 
 fn load_signer(
     file: Option<&Path>,
@@ -143,7 +223,8 @@ fn load_signer(
     name: &str,
 ) -> Result<NoteSigner, StartError> {
     let err = |e: keys::KeyFileError| StartError::Config(format!("signing key: {e}"));
-    match file {
+    let file = secret_file(file, SIGNING_KEY_CREDENTIAL);
+    match file.as_deref() {
         Some(path) => keys::read(path).map_err(err),
         None if dev => {
             let path = dev_secret_path(data_dir, "dev-signing.key");
@@ -159,7 +240,9 @@ fn load_signer(
                 Ok(signer)
             }
         }
-        None => Err(StartError::Config("secrets.signing_key_file is required outside development".into())),
+        None => Err(StartError::Config(format!(
+            "no signing key: set secrets.signing_key_file or the {SIGNING_KEY_CREDENTIAL} credential (required outside development)"
+        ))),
     }
 }
 
@@ -174,7 +257,8 @@ fn load_admin(file: Option<&Path>, data_dir: &Path, dev: bool) -> Result<SecretD
             ))
         })
     };
-    match file {
+    let file = secret_file(file, ADMIN_KEY_CREDENTIAL);
+    match file.as_deref() {
         Some(path) => read(path),
         None if dev => {
             let path = dev_secret_path(data_dir, "dev-admin.key");
@@ -190,6 +274,64 @@ fn load_admin(file: Option<&Path>, data_dir: &Path, dev: bool) -> Result<SecretD
             }
             read(&path)
         }
-        None => Err(StartError::Config("secrets.admin_key_file is required outside development".into())),
+        None => Err(StartError::Config(format!(
+            "no admin key: set secrets.admin_key_file or the {ADMIN_KEY_CREDENTIAL} credential (required outside development)"
+        ))),
     }
+}
+
+/// Why a rotation was refused; exit codes in main.
+#[derive(Debug)]
+pub enum RotateError {
+    /// Keys or config unusable (78).
+    Config(String),
+    /// The store refused or failed (1).
+    Refused(String),
+}
+
+/// `annald keys rotate`: appends to the identity log a rotation from the
+/// configured (current) key to `new`, signed by both. History is never
+/// re-signed; the daemon must be stopped (the store allows one process).
+pub fn rotate(config: &Config, new: &Path) -> Result<(u64, NoteSigner, NoteSigner), RotateError> {
+    let data_dir = &config.storage.data_dir;
+    let file = secret_file(config.secrets.signing_key_file.as_deref(), SIGNING_KEY_CREDENTIAL)
+        .or_else(|| {
+            (config.environment == Environment::Development)
+                .then(|| dev_secret_path(data_dir, "dev-signing.key"))
+        })
+        .ok_or_else(|| RotateError::Config("no current signing key configured".into()))?;
+    let old = keys::read(&file).map_err(|e| RotateError::Config(format!("current signing key: {e}")))?;
+    let new = keys::read(new).map_err(|e| RotateError::Config(format!("new signing key: {e}")))?;
+    if new.public() == old.public() {
+        return Err(RotateError::Config("the new key is the current key".into()));
+    }
+    let options = OpenOptions { expected_head: None, apply_pending_migrations: false, backend: None };
+    let store = Store::open(data_dir, options)
+        .map_err(|e| RotateError::Refused(format!("cannot open the store (is annald stopped?): {e}")))?;
+    let log = store.identity_log().map_err(|e| RotateError::Refused(format!("identity log: {e:?}")))?;
+    let current =
+        log.last().ok_or_else(|| RotateError::Refused("identity log is empty: start once first".into()))?;
+    if current.public != old.public() {
+        return Err(RotateError::Refused(format!(
+            "the configured key {} is not the current identity {}",
+            old.fingerprint(),
+            annal_chain::fingerprint(&current.public)
+        )));
+    }
+    let seq = current.seq + 1;
+    let mut note = old.sign_text(&annal_chain::rotation_text(seq, &old.vkey(), &new.vkey()));
+    new.cosign(&mut note);
+    let entry = IdentityEntry {
+        seq,
+        key_name: new.name().to_owned(),
+        public: new.public(),
+        timestamp_ms: now_ms(),
+        statement: note.to_string(),
+    };
+    match store.append_identity(entry).wait() {
+        Ok(Ok(_)) => {}
+        other => return Err(RotateError::Refused(format!("identity log refused the rotation: {other:?}"))),
+    }
+    store.close().map_err(|e| RotateError::Refused(format!("store did not close cleanly: {e:?}")))?;
+    Ok((seq, old, new))
 }

@@ -115,16 +115,46 @@ impl Default for RateLimitConfig {
     }
 }
 
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MigrationsConfig {
+    /// Refuse to start (and report not ready) unless the schema head is this.
+    pub expected_head: Option<u32>,
+    /// Apply pending migration steps at start. Defaults to true in
+    /// development only; elsewhere run `annald migrate up` deliberately.
+    pub apply_on_start: Option<bool>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerConfig {
+    /// Run the background workers (anchoring). Readiness reports whether the
+    /// workers' state matches this.
+    pub enabled: bool,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> WorkerConfig {
+        WorkerConfig { enabled: true }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AnchorConfig {
     /// How often the anchoring worker signs checkpoints of changed ledgers.
     pub interval_ms: u64,
+    /// Readiness fails when a record has waited longer than this for a
+    /// checkpoint (0: no bound).
+    pub freshness_max_ms: u64,
 }
 
 impl Default for AnchorConfig {
     fn default() -> AnchorConfig {
-        AnchorConfig { interval_ms: limits::ANCHOR_INTERVAL_MS_DEFAULT }
+        AnchorConfig {
+            interval_ms: limits::ANCHOR_INTERVAL_MS_DEFAULT,
+            freshness_max_ms: limits::ANCHOR_FRESHNESS_MS_DEFAULT,
+        }
     }
 }
 
@@ -140,6 +170,8 @@ pub struct Config {
     pub secrets: SecretsConfig,
     pub rate_limit: RateLimitConfig,
     pub anchor: AnchorConfig,
+    pub migrations: MigrationsConfig,
+    pub worker: WorkerConfig,
     pub shutdown: ShutdownConfig,
 }
 
@@ -153,6 +185,8 @@ impl Default for Config {
             secrets: SecretsConfig::default(),
             rate_limit: RateLimitConfig::default(),
             anchor: AnchorConfig::default(),
+            migrations: MigrationsConfig::default(),
+            worker: WorkerConfig::default(),
             shutdown: ShutdownConfig::default(),
         }
     }
@@ -189,6 +223,10 @@ pub enum ConfigError {
     },
     /// Production must name its config file: no embedded defaults there.
     ProductionNeedsFile,
+    /// A development convenience is switched on outside development.
+    InsecureOverride {
+        what: String,
+    },
 }
 
 impl core::fmt::Display for ConfigError {
@@ -204,6 +242,9 @@ impl core::fmt::Display for ConfigError {
                 write!(f, "config key {key} = {value} is outside {range}")
             }
             ConfigError::BadValue { key, value, why } => write!(f, "config key {key} = {value:?}: {why}"),
+            ConfigError::InsecureOverride { what } => {
+                write!(f, "refusing a development convenience outside development: {what}")
+            }
             ConfigError::ProductionNeedsFile => f.write_str(
                 "environment is production but no --config file was given; refusing embedded defaults",
             ),
@@ -221,6 +262,11 @@ pub struct Overrides {
 }
 
 impl Config {
+    /// Whether pending migrations are applied at start.
+    pub fn apply_migrations_on_start(&self) -> bool {
+        self.migrations.apply_on_start.unwrap_or(self.environment == Environment::Development)
+    }
+
     /// Reads the file (if any), applies `ANNAL_*` variables from `env`, then
     /// the flags, then validates.
     pub fn load(
@@ -249,8 +295,28 @@ impl Config {
         if let Some(dir) = &overrides.data_dir {
             config.storage.data_dir = dir.clone();
         }
+        if let Some(v) = env("ANNAL_MIGRATIONS_EXPECTED_HEAD") {
+            config.migrations.expected_head = Some(
+                v.parse()
+                    .map_err(|_| ConfigError::Env { name: "ANNAL_MIGRATIONS_EXPECTED_HEAD", value: v })?,
+            );
+        }
         if file.is_none() && config.environment == Environment::Production {
             return Err(ConfigError::ProductionNeedsFile);
+        }
+        if config.environment != Environment::Development {
+            // Verbose request logging is a development convenience.
+            if let Some(level) = env("RUST_LOG")
+                && (level.contains("debug") || level.contains("trace"))
+            {
+                return Err(ConfigError::InsecureOverride { what: format!("RUST_LOG={level}") });
+            }
+            if config.migrations.apply_on_start == Some(true) && config.environment == Environment::Production
+            {
+                return Err(ConfigError::InsecureOverride {
+                    what: "migrations.apply_on_start = true".into(),
+                });
+            }
         }
         config.validate()?;
         Ok(config)
@@ -298,6 +364,7 @@ impl Config {
         check("rate_limit.key_window_s", r.key_window_s, &limits::RATE_WINDOW_S_RANGE)?;
         check("rate_limit.tenant_window_s", r.tenant_window_s, &limits::RATE_WINDOW_S_RANGE)?;
         check("anchor.interval_ms", self.anchor.interval_ms, &limits::ANCHOR_INTERVAL_MS_RANGE)?;
+        check("anchor.freshness_max_ms", self.anchor.freshness_max_ms, &limits::ANCHOR_FRESHNESS_MS_RANGE)?;
         if annal_chain::LogName::new(&self.log_name).is_err() {
             return Err(ConfigError::BadValue {
                 key: "log_name",

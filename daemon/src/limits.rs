@@ -24,6 +24,10 @@ pub const RATE_WINDOW_S_RANGE: core::ops::RangeInclusive<u64> = 1..=86_400;
 /// Default cadence of the anchoring worker.
 pub const ANCHOR_INTERVAL_MS_DEFAULT: u64 = 1_000;
 pub const ANCHOR_INTERVAL_MS_RANGE: core::ops::RangeInclusive<u64> = 10..=3_600_000;
+/// Default bound on how long a record may wait for a checkpoint before
+/// readiness fails.
+pub const ANCHOR_FRESHNESS_MS_DEFAULT: u64 = 60_000;
+pub const ANCHOR_FRESHNESS_MS_RANGE: core::ops::RangeInclusive<u64> = 0..=86_400_000;
 
 /// Largest append request body: a maximal payload in base64 plus envelope.
 pub const APPEND_BODY_BYTES_MAX: u64 =

@@ -54,6 +54,11 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Schema migrations.
+    Migrate {
+        #[command(subcommand)]
+        command: MigrateCommand,
+    },
     /// Signing-key tools.
     Keys {
         #[command(subcommand)]
@@ -63,6 +68,24 @@ enum Command {
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum MigrateCommand {
+    /// Show the schema head, applied steps and pending steps.
+    Status {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Apply pending steps in one transaction (the daemon must be stopped).
+    Up {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
 }
 
@@ -78,6 +101,18 @@ enum KeysCommand {
     },
     /// Print a key file's public key, fingerprint, key id and vkey.
     Show { file: PathBuf },
+    /// Record a rotation from the configured key to a new one in the
+    /// identity log, signed by both. Run with the daemon stopped, then point
+    /// secrets.signing_key_file at the new key and start it.
+    Rotate {
+        /// The new signing key (from `keys generate`).
+        #[arg(long)]
+        new: PathBuf,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -115,6 +150,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Migrate { command } => migrate(command, &env),
         Command::Keys { command: KeysCommand::Generate { out, name } } => match keys::generate(&out, &name) {
             Ok(signer) => {
                 print!("wrote {}\n{}", out.display(), keys::describe(&signer));
@@ -139,6 +175,34 @@ fn main() -> ExitCode {
                 })
             }
         },
+        Command::Keys { command: KeysCommand::Rotate { new, config, data_dir } } => {
+            let config = match Config::load(config.as_deref(), &env, &Overrides { listen: None, data_dir }) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("annald: configuration refused: {e}");
+                    return ExitCode::from(EX_CONFIG);
+                }
+            };
+            match app::rotate(&config, &new) {
+                Ok((seq, old, new_signer)) => {
+                    println!(
+                        "rotated: identity log entry {seq}, from {} to {}",
+                        old.fingerprint(),
+                        new_signer.fingerprint()
+                    );
+                    println!("next: set secrets.signing_key_file = {} and start annald", new.display());
+                    ExitCode::SUCCESS
+                }
+                Err(app::RotateError::Config(e)) => {
+                    eprintln!("annald: {e}");
+                    ExitCode::from(EX_CONFIG)
+                }
+                Err(app::RotateError::Refused(e)) => {
+                    eprintln!("annald: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Config { command: ConfigCommand::Check { config } } => {
             match Config::load(config.as_deref(), &env, &Overrides::default()) {
                 Ok(c) => {
@@ -150,6 +214,51 @@ fn main() -> ExitCode {
                     ExitCode::from(EX_CONFIG)
                 }
             }
+        }
+    }
+}
+
+fn migrate(command: MigrateCommand, env: &dyn Fn(&str) -> Option<String>) -> ExitCode {
+    let (config, data_dir, up) = match command {
+        MigrateCommand::Status { config, data_dir } => (config, data_dir, false),
+        MigrateCommand::Up { config, data_dir } => (config, data_dir, true),
+    };
+    let config = match Config::load(config.as_deref(), env, &Overrides { listen: None, data_dir }) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("annald: configuration refused: {e}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    let dir = &config.storage.data_dir;
+    if !up && !dir.join(annal_store::DB_FILE_NAME).exists() {
+        eprintln!("annald: no database in {}", dir.display());
+        return ExitCode::from(EX_NOINPUT);
+    }
+    let result = if up { annal_store::migrate_up(dir) } else { annal_store::migration_status(dir) };
+    match result {
+        Ok(status) => {
+            let applied: Vec<String> = annal_store::MIGRATION_STEPS
+                .iter()
+                .filter(|m| m.id <= status.head)
+                .map(|m| format!("{} {}", m.id, m.name))
+                .collect();
+            println!("head: {}", status.head);
+            println!("code_head: {}", status.code_head);
+            println!("applied: [{}]", applied.join(", "));
+            println!("pending: {:?}", status.pending);
+            if let Some(expected) = config.migrations.expected_head {
+                let ok = expected == status.head;
+                println!("expected_head: {expected} ({})", if ok { "ok" } else { "MISMATCH" });
+                if !ok {
+                    return ExitCode::from(1);
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("annald: {e}");
+            ExitCode::from(1)
         }
     }
 }
@@ -178,30 +287,36 @@ fn serve(config: Config) -> Result<(), ServeError> {
         let anchor_app = app.clone();
         let anchor_stop = stop_rx.clone();
         let interval = Duration::from_millis(config.anchor.interval_ms);
-        let anchor_worker = tokio::spawn(async move {
+        let anchor_worker = config.worker.enabled.then(|| {
             anchor_app.state.set_anchoring(true);
-            anchor::run(
-                anchor_app.store.clone(),
-                anchor_app.signer.clone(),
-                anchor_app.log.clone(),
-                interval,
-                anchor_stop,
-            )
-            .await;
-            anchor_app.state.set_anchoring(false);
+            tokio::spawn(async move {
+                anchor::run(
+                    anchor_app.store.clone(),
+                    anchor_app.signer.clone(),
+                    anchor_app.log.clone(),
+                    interval,
+                    anchor_app.signing_ok,
+                    anchor_stop,
+                )
+                .await;
+                anchor_app.state.set_anchoring(false);
+            })
         });
         let listener = tokio::net::TcpListener::bind(config.server.listen)
             .await
             .map_err(|e| ServeError::Bind(config.server.listen, e))?;
         let local = listener.local_addr().map_err(|e| ServeError::Bind(config.server.listen, e))?;
         log::info!(
-            "annald starting: environment={} version={} log_name={} data_dir={} signer={} listen={} workers=anchoring,events",
+            "annald starting: environment={} version={} migration_head={} expected_head={} log_name={} data_dir={} signer={} listen={} workers={}",
             config.environment.as_str(),
             VERSION,
+            app.migration.head,
+            config.migrations.expected_head.map_or("unset".to_owned(), |h| h.to_string()),
             app.log,
             config.storage.data_dir.display(),
             app.signer.fingerprint(),
-            local
+            local,
+            if config.worker.enabled { "enabled" } else { "disabled" },
         );
         let limits = server::ServerLimits {
             header_read_timeout: Duration::from_millis(config.server.header_read_timeout_ms),
@@ -211,6 +326,10 @@ fn serve(config: Config) -> Result<(), ServeError> {
         };
         let shutdown = shutdown_signal(app.clone());
         log::info!("listening on {local}");
+        // Only now is the store open and checked and the socket bound.
+        if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+            log::warn!("sd_notify READY failed: {e}");
+        }
         let stopped = server::run(listener, api::build(app.clone()), limits, shutdown).await;
         match stopped {
             server::Stopped::Drained => log::info!("connections drained"),
@@ -220,7 +339,9 @@ fn serve(config: Config) -> Result<(), ServeError> {
         }
         // Workers finish their current item, then stop.
         let _ = stop_tx.send(true);
-        let _ = anchor_worker.await;
+        if let Some(worker) = anchor_worker {
+            let _ = worker.await;
+        }
         let _ = events_worker.await;
         match Arc::try_unwrap(app) {
             Ok(app) => match Arc::try_unwrap(app.store) {
@@ -264,6 +385,9 @@ async fn shutdown_signal(app: Arc<app::App>) {
         _ = int.recv() => log::info!("SIGINT: draining"),
     }
     app.state.start_draining();
+    if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Stopping]) {
+        log::warn!("sd_notify STOPPING failed: {e}");
+    }
     tokio::spawn(async move {
         tokio::select! {
             _ = term.recv() => {},

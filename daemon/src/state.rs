@@ -87,20 +87,68 @@ pub fn readiness(app: &App) -> Readiness {
     };
     let signing = match app.store.identity_log() {
         Ok(log) => match log.last() {
-            Some(current) if current.public == app.signer.public() => Ok(()),
-            Some(_) => Err("signing key is not the current identity".to_owned()),
+            Some(current) if app.signing_ok && current.public == app.signer.public() => Ok(()),
+            Some(current) => Err(format!(
+                "signing key {} is not the current identity {}",
+                app.signer.fingerprint(),
+                annal_chain::fingerprint(&current.public)
+            )),
             None => Err("identity log is empty".to_owned()),
         },
         Err(e) => Err(format!("identity log unreadable: {e:?}")),
     };
-    let workers =
-        if app.state.is_anchoring() { Ok(()) } else { Err("anchoring worker not running".to_owned()) };
+    let migrations = match app.expected_head {
+        Some(expected) if expected != app.migration.head => {
+            Err(format!("expected head {expected}, actual {}", app.migration.head))
+        }
+        _ if !app.migration.pending.is_empty() => Err(format!("pending steps {:?}", app.migration.pending)),
+        _ => Ok(()),
+    };
+    let workers = match (app.worker_enabled, app.state.is_anchoring()) {
+        (true, false) => Err("workers enabled but the anchoring worker is not running".to_owned()),
+        (false, true) => Err("workers disabled but the anchoring worker is running".to_owned()),
+        _ => Ok(()),
+    };
+    let anchoring = if app.worker_enabled { anchoring_fresh(app) } else { Ok(()) };
     let draining = if app.state.is_draining() { Err("shutdown in progress".to_owned()) } else { Ok(()) };
     let checks = vec![
         check("database", database),
+        check("migrations", migrations),
         check("signing", signing),
         check("workers", workers),
+        check("anchoring", anchoring),
         check("not_draining", draining),
     ];
     Readiness { ready: checks.iter().all(|c| c.ok), checks }
+}
+
+/// The oldest record still waiting for a checkpoint must be younger than the
+/// configured bound; otherwise anchoring is stuck and readiness says so.
+fn anchoring_fresh(app: &App) -> Result<(), String> {
+    let bound = app.anchor_freshness_max_ms;
+    if bound == 0 {
+        return Ok(());
+    }
+    let now = crate::app::now_ms();
+    let ledgers = app.store.ledgers().map_err(|e| format!("cannot list ledgers: {e:?}"))?;
+    for (tenant, ledger, _) in ledgers {
+        let state =
+            app.store.ledger_state(&tenant, &ledger).map_err(|e| format!("{tenant}/{ledger}: {e:?}"))?;
+        let Some(state) = state else { continue };
+        if state.checkpoint_size >= state.size {
+            continue;
+        }
+        let first = annal_chain::Seq::new(state.checkpoint_size);
+        let record =
+            app.store.record(&tenant, &ledger, first).map_err(|e| format!("{tenant}/{ledger}: {e:?}"))?;
+        if let Some(r) = record {
+            let age = now.saturating_sub(r.record.timestamp_ms());
+            if age > bound {
+                return Err(format!(
+                    "{tenant}/{ledger} seq {first} unanchored for {age} ms (bound {bound} ms)"
+                ));
+            }
+        }
+    }
+    Ok(())
 }

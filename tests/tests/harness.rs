@@ -55,22 +55,50 @@ pub fn annal_verify() -> PathBuf {
 pub struct Daemon {
     child: Child,
     pub addr: SocketAddr,
-    dir: tempfile::TempDir,
+    /// Where `data/` and the config live; owned when `start` made it.
+    root: PathBuf,
+    _owned: Option<tempfile::TempDir>,
     log: std::sync::Arc<Mutex<Vec<String>>>,
+}
+
+/// A daemon that exited before it listened: its status and log.
+#[derive(Debug)]
+pub struct Exited {
+    pub status: ExitStatus,
+    pub log: Vec<String>,
+}
+
+impl Exited {
+    pub fn log_text(&self) -> String {
+        self.log.join("\n")
+    }
 }
 
 impl Daemon {
     /// Starts `annald serve` with a fresh data dir and an optional config text.
     pub fn start(config: Option<&str>) -> Daemon {
         let dir = tempfile::tempdir().expect("temp dir");
+        let mut d =
+            Daemon::launch(dir.path(), config, &[]).unwrap_or_else(|e| panic!("annald exited: {e:?}"));
+        d._owned = Some(dir);
+        d
+    }
+
+    /// Starts `annald serve` on `<root>/data` (kept across restarts), with an
+    /// optional config text written to `<root>/annal.toml` and extra
+    /// environment variables. `Err` if it exits before listening.
+    pub fn launch(root: &Path, config: Option<&str>, env: &[(&str, &str)]) -> Result<Daemon, Exited> {
         let mut cmd = Command::new(annald());
-        cmd.arg("serve").arg("--listen").arg("127.0.0.1:0").arg("--data-dir").arg(dir.path().join("data"));
+        cmd.arg("serve").arg("--listen").arg("127.0.0.1:0").arg("--data-dir").arg(root.join("data"));
         if let Some(text) = config {
-            let path = dir.path().join("annal.toml");
+            let path = root.join("annal.toml");
             std::fs::write(&path, text).expect("write config");
             cmd.arg("--config").arg(path);
         }
-        cmd.env_remove("ANNAL_ENVIRONMENT").env("RUST_LOG", "info");
+        cmd.env_remove("ANNAL_ENVIRONMENT").env_remove("NOTIFY_SOCKET").env("RUST_LOG", "info");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn annald");
         let stderr = child.stderr.take().expect("stderr piped");
@@ -86,15 +114,22 @@ impl Daemon {
                 sink.lock().expect("log lock").push(line);
             }
         });
-        let addr = rx.recv_timeout(PROCESS_WAIT_MAX).unwrap_or_else(|_| {
-            let _ = child.kill();
-            panic!("annald did not report its address; log: {:?}", log.lock().expect("log lock"))
-        });
-        Daemon { child, addr, dir, log }
+        match rx.recv_timeout(PROCESS_WAIT_MAX) {
+            Ok(addr) => Ok(Daemon { child, addr, root: root.to_path_buf(), _owned: None, log }),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                let status = child.wait().expect("wait for annald");
+                let log = log.lock().expect("log lock").clone();
+                Err(Exited { status, log })
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let _ = child.kill();
+                panic!("annald did not report its address; log: {:?}", log.lock().expect("log lock"))
+            }
+        }
     }
 
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
+        self.root.join("data")
     }
 
     /// The development admin key the daemon generated on first start.

@@ -4,5 +4,6 @@
 mod api;
 mod harness;
 mod keys;
+mod operate;
 mod serve;
 mod tidy;

@@ -21,6 +21,8 @@ use crate::input::Input;
 use crate::report::{Artifact, Outcome};
 
 /// Exit codes (sysexits.h where one fits); documented in `--help`.
+/// Largest identity log read: 1024 entries of a few hundred bytes each.
+const IDENTITY_LOG_BYTES_MAX: usize = 1024 * 1024;
 const EXIT_VERIFIED: u8 = 0;
 const EXIT_FAILED: u8 = 1;
 const EXIT_USAGE: u8 = 2;
@@ -73,6 +75,13 @@ struct Cli {
     /// Trust every key in FILE (repeatable): one key per line, `#` comments.
     #[arg(long = "trust-file", value_name = "FILE", global = true)]
     trust_file: Vec<PathBuf>,
+    /// The log's genesis signing key; with --identity-log, every key the log
+    /// delegated to by a rotation signed by old and new key is trusted too.
+    #[arg(long = "trust-root", value_name = "KEY", global = true, value_parser = parse_trusted_key, requires = "identity_log")]
+    trust_root: Option<TrustedKey>,
+    /// The identity log (`GET /v1/identity`), verified from --trust-root.
+    #[arg(long = "identity-log", value_name = "FILE", global = true, requires = "trust_root")]
+    identity_log: Option<PathBuf>,
     /// Fail unless the artifact is for this origin: `<log>/<tenant>/<ledger>`.
     #[arg(long, value_name = "ORIGIN", global = true, value_parser = parse_origin)]
     expect_origin: Option<Origin>,
@@ -135,6 +144,39 @@ fn run(cli: Cli) -> u8 {
         match trust::read_trust_file(path) {
             Ok(keys) => trusted.extend(keys),
             Err(message) => return usage_error(ErrorKind::ValueValidation, message),
+        }
+    }
+    if let (Some(root), Some(path)) = (&cli.trust_root, &cli.identity_log) {
+        let mut log = match Input::open(path) {
+            Ok(input) => input,
+            Err(e) => return no_input(path, &e),
+        };
+        let bytes = match log.read_capped(IDENTITY_LOG_BYTES_MAX) {
+            Ok(bytes) => bytes,
+            Err(e) => return no_input(path, &e),
+        };
+        match annal_chain::verify_identity_log(&bytes, root) {
+            Ok(keys) => trusted.extend(keys),
+            Err(failure) => {
+                let line = if cli.json {
+                    format!(
+                        "{{\"verified\":false,\"artifact\":\"identity_log\",\"reason\":\"{}\",\"index\":{},\"line\":null}}\n",
+                        failure.reason, failure.index
+                    )
+                } else {
+                    format!(
+                        "FAILED identity log at entry {}: {}: {}\n",
+                        failure.index,
+                        failure.reason,
+                        failure.reason.describe()
+                    )
+                };
+                let mut stdout = io::stdout().lock();
+                if stdout.write_all(line.as_bytes()).and_then(|()| stdout.flush()).is_err() {
+                    return EX_IOERR;
+                }
+                return EXIT_FAILED;
+            }
         }
     }
     if trusted.is_empty() {

@@ -406,6 +406,9 @@ impl std::io::Write for ChannelWriter {
 async fn anchor_now(headers: HeaderMap, app: Arc<App>) -> Response {
     let r = req("POST", "POST /admin/v1/checkpoints", headers);
     admin_call(app, r, |app, r| async move {
+        if !app.signing_ok {
+            return Err(ApiError::SigningUnavailable);
+        }
         let pass = crate::anchor::anchor_all(&app.store, &app.signer, &app.log).await;
         app.audit(&r, format!("anchor now: {} signed, {} failed", pass.signed, pass.failed));
         if pass.failed > 0 {

@@ -53,6 +53,8 @@ pub enum ApiError {
     Overloaded,
     Draining,
     DbUnavailable,
+    /// The signing key is not the current identity: nothing may be signed.
+    SigningUnavailable,
     Internal,
 }
 
@@ -103,6 +105,9 @@ impl ApiError {
             E::Overloaded => (S::SERVICE_UNAVAILABLE, "overloaded", "Server overloaded"),
             E::Draining => (S::SERVICE_UNAVAILABLE, "server.draining", "Server is shutting down"),
             E::DbUnavailable => (S::SERVICE_UNAVAILABLE, "db.unavailable", "Database unavailable"),
+            E::SigningUnavailable => {
+                (S::SERVICE_UNAVAILABLE, "signing.unavailable", "Signing key is not the current identity")
+            }
             E::Internal => (S::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
         }
     }

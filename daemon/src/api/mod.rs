@@ -4,6 +4,7 @@
 
 mod admin;
 mod error;
+mod public;
 mod tenant;
 
 use std::convert::Infallible;
@@ -278,6 +279,8 @@ pub fn build(
         .or(tenant::routes(app.clone()))
         .unify()
         .or(admin::routes(app.clone()))
+        .unify()
+        .or(public::routes(app.clone()))
         .unify()
         .boxed();
     let recover_app = app;

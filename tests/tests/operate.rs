@@ -1,0 +1,307 @@
+//! Goal: the operator runbook's procedures work with our commands, as
+//! docs/RUNBOOK.md writes them: start (startup line, READY=1 to systemd,
+//! health and readiness), stop safely (SIGTERM, STOPPING=1, exit 0),
+//! migration status and mismatch, signing-key rotation that keeps history
+//! verifiable, redeploy with the same key, an undelegated key that is never
+//! ready and signs nothing, admin key rotation, production refusals (one per
+//! reason), and workers switched off. Method: the real binaries, a fake
+//! NOTIFY_SOCKET, restarts on one data directory.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::harness::{Daemon, annal_verify, annald};
+
+fn run(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(annald()).args(args).env_remove("ANNAL_ENVIRONMENT").output().expect("run annald");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn secret(path: &Path, text: &str) {
+    std::fs::write(path, format!("{text}\n")).expect("write secret");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+}
+
+fn vkey_of(key: &Path) -> String {
+    let (code, out, err) = run(&["keys", "show", key.to_str().expect("utf-8")]);
+    assert_eq!(code, Some(0), "{err}");
+    out.lines().find_map(|l| l.strip_prefix("vkey: ")).expect("vkey").to_owned()
+}
+
+fn ready(d: &Daemon) -> (u16, serde_json::Value) {
+    let r = d.get("/ready");
+    (r.status, r.json())
+}
+
+fn check_status(body: &serde_json::Value, name: &str) -> String {
+    body["checks"].as_array().expect("checks").iter().find(|c| c["name"] == name).expect("check present")["status"]
+        .as_str()
+        .expect("status")
+        .to_owned()
+}
+
+/// Binds a fake systemd notify socket and returns it and its path.
+fn notify_socket(root: &Path) -> (UnixDatagram, String) {
+    let path = root.join("notify.sock");
+    let sock = UnixDatagram::bind(&path).expect("bind notify socket");
+    sock.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+    (sock, path.to_str().expect("utf-8").to_owned())
+}
+
+fn next_notification(sock: &UnixDatagram) -> String {
+    let mut buf = [0u8; 512];
+    let n = sock.recv(&mut buf).expect("a notification");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[test]
+fn start_verify_readiness_and_stop_safely() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let (sock, path) = notify_socket(root.path());
+    let mut d = Daemon::launch(root.path(), None, &[("NOTIFY_SOCKET", &path)]).expect("starts");
+    assert_eq!(next_notification(&sock), "READY=1\n");
+    let startup = d.log().into_iter().find(|l| l.contains("annald starting")).expect("startup line");
+    for field in [
+        "environment=development",
+        "version=",
+        "migration_head=",
+        "signer=SHA256:",
+        "listen=",
+        "workers=enabled",
+    ] {
+        assert!(startup.contains(field), "startup line lacks {field}: {startup}");
+    }
+    assert_eq!(d.get("/health").status, 200);
+    let (status, body) = ready(&d);
+    assert_eq!(status, 200, "{body}");
+    for name in ["database", "migrations", "signing", "workers", "anchoring", "not_draining"] {
+        assert_eq!(check_status(&body, name), "ok", "{name}: {body}");
+    }
+    d.signal("TERM");
+    assert_eq!(next_notification(&sock), "STOPPING=1\n");
+    assert_eq!(d.wait().code(), Some(0));
+    let log = d.log().join("\n");
+    assert!(log.contains("anchoring worker stopped") && log.contains("stopped cleanly"), "{log}");
+}
+
+#[test]
+fn migration_status_and_mismatch() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let data = root.path().join("data");
+    let data_arg = data.to_str().expect("utf-8");
+    let (code, _, _) = run(&["migrate", "status", "--data-dir", data_arg]);
+    assert_eq!(code, Some(66), "no database yet");
+    let (code, out, err) = run(&["migrate", "up", "--data-dir", data_arg]);
+    assert_eq!(code, Some(0), "{err}");
+    let head: u32 =
+        out.lines().find_map(|l| l.strip_prefix("head: ")).expect("head line").parse().expect("number");
+    assert!(out.contains("pending: []"), "{out}");
+    let (code, out, _) = run(&["migrate", "status", "--data-dir", data_arg]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains(&format!("head: {head}")), "{out}");
+
+    let wrong = (head + 7).to_string();
+    let exited = Daemon::launch(root.path(), None, &[("ANNAL_MIGRATIONS_EXPECTED_HEAD", &wrong)])
+        .err()
+        .expect("a head mismatch refuses to start");
+    assert_eq!(exited.status.code(), Some(78));
+    assert!(exited.log_text().contains(&format!("expected {wrong}, actual {head}")), "{}", exited.log_text());
+    let right = head.to_string();
+    let d = Daemon::launch(root.path(), None, &[("ANNAL_MIGRATIONS_EXPECTED_HEAD", &right)]).expect("starts");
+    assert_eq!(ready(&d).0, 200);
+}
+
+fn verify_export(export: &[u8], dir: &Path, args: &[&str]) -> (Option<i32>, String) {
+    let path = dir.join("export.jsonl");
+    std::fs::write(&path, export).expect("write export");
+    let out =
+        Command::new(annal_verify()).arg("export").arg(&path).args(args).output().expect("run annal-verify");
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn signing_key_rotation_keeps_history_verifiable() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let d = Daemon::launch(root.path(), None, &[]).expect("starts");
+    let key = d.tenant_with_key("acme");
+    let admin = d.admin_key();
+    let genesis = d.trust_key();
+    assert_eq!(d.call("POST", "/v1/ledgers/orders/records", &key, Some(&json!({"payload": 1}))).status, 201);
+    assert_eq!(d.call("POST", "/admin/v1/checkpoints", &admin, None).status, 200);
+    let before = d.call("GET", "/v1/ledgers/orders/export", &key, None).body;
+    let mut d = d;
+    d.signal("TERM");
+    assert_eq!(d.wait().code(), Some(0));
+
+    // Generate offline, register by rotation (signed by old and new key), deploy.
+    let new_key = root.path().join("new-signing.key");
+    let new_arg = new_key.to_str().expect("utf-8");
+    let data = root.path().join("data");
+    let data_arg = data.to_str().expect("utf-8");
+    let (code, _, err) = run(&["keys", "generate", "--out", new_arg, "--name", "annal.local"]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, out, err) = run(&["keys", "rotate", "--new", new_arg, "--data-dir", data_arg]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("rotated: identity log entry 1"), "{out}");
+    // Rotating again from the old key is refused: it is no longer current.
+    let newer = root.path().join("newer.key");
+    run(&["keys", "generate", "--out", newer.to_str().expect("utf-8")]);
+    let (code, _, err) =
+        run(&["keys", "rotate", "--new", newer.to_str().expect("utf-8"), "--data-dir", data_arg]);
+    assert_eq!(code, Some(1), "{err}");
+
+    let config = format!("[secrets]\nsigning_key_file = \"{new_arg}\"\n");
+    let d = Daemon::launch(root.path(), Some(&config), &[]).expect("restarts with the new key");
+    assert_eq!(ready(&d).0, 200, "{}", ready(&d).1);
+    assert_eq!(d.call("POST", "/v1/ledgers/orders/records", &key, Some(&json!({"payload": 2}))).status, 201);
+    assert_eq!(d.call("POST", "/admin/v1/checkpoints", &admin, None).status, 200);
+    let after = d.call("GET", "/v1/ledgers/orders/export", &key, None).body;
+    // History was not re-signed: the old export is a prefix of the new one's records.
+    let first_record = |e: &[u8]| String::from_utf8_lossy(e).lines().nth(1).map(str::to_owned);
+    assert_eq!(first_record(&before), first_record(&after));
+
+    let identity = d.get("/v1/identity");
+    assert_eq!(identity.status, 200);
+    let id_path = root.path().join("identity.json");
+    std::fs::write(&id_path, &identity.body).expect("write identity log");
+    let id_arg = id_path.to_str().expect("utf-8");
+    let (code, out) =
+        verify_export(&after, root.path(), &["--trust-root", &genesis, "--identity-log", id_arg]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.starts_with("verified: 2 records, 2 checkpoints"), "{out}");
+    // Trusting only the old key leaves the new checkpoint unverified.
+    let (code, out) = verify_export(&after, root.path(), &["--trust-key", &genesis]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("unknown_signer"), "{out}");
+    // A forged identity log (the rotation statement altered) is refused.
+    let forged = String::from_utf8_lossy(&identity.body).replacen("\"seq\":1", "\"seq\":2", 1);
+    std::fs::write(&id_path, forged).expect("write");
+    let (code, out) =
+        verify_export(&after, root.path(), &["--trust-root", &genesis, "--identity-log", id_arg]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.starts_with("FAILED identity log"), "{out}");
+    let _ = vkey_of(&new_key);
+}
+
+#[test]
+fn redeploy_with_same_key_and_refuse_an_undelegated_one() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let mut d = Daemon::launch(root.path(), None, &[]).expect("starts");
+    let key = d.tenant_with_key("acme");
+    let trust = d.trust_key();
+    d.signal("TERM");
+    assert_eq!(d.wait().code(), Some(0));
+
+    // Same key: ready, and new outputs verify with the existing trust key.
+    let d = Daemon::launch(root.path(), None, &[]).expect("restarts");
+    assert_eq!(ready(&d).0, 200);
+    assert_eq!(d.call("POST", "/v1/ledgers/orders/records", &key, Some(&json!({"payload": 1}))).status, 201);
+    assert_eq!(d.call("POST", "/admin/v1/checkpoints", &d.admin_key(), None).status, 200);
+    let export = d.call("GET", "/v1/ledgers/orders/export", &key, None).body;
+    let (code, out) = verify_export(&export, root.path(), &["--trust-key", &trust]);
+    assert_eq!(code, Some(0), "{out}");
+    let mut d = d;
+    d.signal("TERM");
+    assert_eq!(d.wait().code(), Some(0));
+
+    // Another key, never delegated: up, but never ready, and it signs nothing.
+    let other = root.path().join("other.key");
+    let other_arg = other.to_str().expect("utf-8");
+    run(&["keys", "generate", "--out", other_arg, "--name", "annal.local"]);
+    let config = format!("[secrets]\nsigning_key_file = \"{other_arg}\"\n");
+    let d = Daemon::launch(root.path(), Some(&config), &[]).expect("starts, not ready");
+    let (status, body) = ready(&d);
+    assert_eq!(status, 503);
+    assert_eq!(check_status(&body, "signing"), "failed", "{body}");
+    let log = d.log().join("\n");
+    assert!(log.contains("is not the current identity"), "{log}");
+    let other_fp = run(&["keys", "show", other_arg]).1;
+    let other_fp = other_fp.lines().find_map(|l| l.strip_prefix("fingerprint: ")).expect("fingerprint");
+    assert!(log.contains(other_fp), "the log names the refused key's fingerprint: {log}");
+    assert_eq!(d.call("POST", "/v1/ledgers/orders/records", &key, Some(&json!({"payload": 2}))).status, 201);
+    let r = d.call("POST", "/admin/v1/checkpoints", &d.admin_key(), None);
+    assert_eq!((r.status, r.json()["code"].as_str()), (503, Some("signing.unavailable")));
+    let cp = d.call("GET", "/v1/ledgers/orders/checkpoint", &key, None);
+    assert!(String::from_utf8_lossy(&cp.body).contains("\n1\n"), "no checkpoint was signed past size 1");
+}
+
+#[test]
+fn admin_key_rotation() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let old = root.path().join("admin-old");
+    let new = root.path().join("admin-new");
+    secret(&old, &"o".repeat(40));
+    secret(&new, &"n".repeat(40));
+    let config = |path: &Path| format!("[secrets]\nadmin_key_file = \"{}\"\n", path.display());
+    let mut d = Daemon::launch(root.path(), Some(&config(&old)), &[]).expect("starts");
+    assert_eq!(d.call("GET", "/admin/v1/tenants", &"o".repeat(40), None).status, 200);
+    d.signal("TERM");
+    assert_eq!(d.wait().code(), Some(0));
+    let d = Daemon::launch(root.path(), Some(&config(&new)), &[]).expect("restarts");
+    assert_eq!(d.call("GET", "/admin/v1/tenants", &"n".repeat(40), None).status, 200);
+    assert_eq!(d.call("GET", "/admin/v1/tenants", &"o".repeat(40), None).status, 401);
+}
+
+#[test]
+fn production_refuses_unsafe_starts() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let admin = root.path().join("admin.key");
+    secret(&admin, &"a".repeat(40));
+    let signing = root.path().join("signing.key");
+    let (code, _, err) = run(&["keys", "generate", "--out", signing.to_str().expect("utf-8")]);
+    assert_eq!(code, Some(0), "{err}");
+    let open = root.path().join("open.key");
+    secret(&open, &"b".repeat(40));
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let prod =
+        |secrets: &str, extra: &str| format!("environment = \"production\"\n{extra}[secrets]\n{secrets}");
+    let both =
+        format!("admin_key_file = \"{}\"\nsigning_key_file = \"{}\"\n", admin.display(), signing.display());
+    let check = |config: Option<String>, env: &[(&str, &str)], needle: &str| {
+        let exited = Daemon::launch(root.path(), config.as_deref(), env).err().expect("refused");
+        assert_eq!(exited.status.code(), Some(78), "{}", exited.log_text());
+        assert!(exited.log_text().contains(needle), "{needle:?} not in {}", exited.log_text());
+    };
+    check(None, &[("ANNAL_ENVIRONMENT", "production")], "no --config file");
+    check(Some(prod(&format!("signing_key_file = \"{}\"\n", signing.display()), "")), &[], "no admin key");
+    check(Some(prod(&format!("admin_key_file = \"{}\"\n", admin.display()), "")), &[], "no signing key");
+    check(
+        Some(prod(
+            &format!(
+                "admin_key_file = \"{}\"\nsigning_key_file = \"{}\"\n",
+                open.display(),
+                signing.display()
+            ),
+            "",
+        )),
+        &[],
+        "chmod 600",
+    );
+    check(Some(prod(&both, "")), &[("RUST_LOG", "debug")], "RUST_LOG=debug");
+    check(Some(prod(&both, "[migrations]\napply_on_start = true\n")), &[], "apply_on_start");
+    // With everything in place, production migrates deliberately, then starts.
+    let data = root.path().join("data");
+    let (code, _, err) = run(&["migrate", "up", "--data-dir", data.to_str().expect("utf-8")]);
+    assert_eq!(code, Some(0), "{err}");
+    let d = Daemon::launch(root.path(), Some(&prod(&both, "")), &[]).expect("production starts");
+    assert_eq!(ready(&d).0, 200, "{}", ready(&d).1);
+    assert!(!d.data_dir().join("dev-admin.key").exists(), "production generates no keys");
+}
+
+#[test]
+fn workers_disabled_is_reported_and_honoured() {
+    let d = Daemon::start(Some("[worker]\nenabled = false\n"));
+    let (status, body) = ready(&d);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(check_status(&body, "workers"), "ok");
+    assert!(d.log().iter().any(|l| l.contains("workers=disabled")));
+}
