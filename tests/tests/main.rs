@@ -2,6 +2,7 @@
 //! tests against the real `annald` binary as the daemon lands.
 
 mod api;
+mod crash;
 mod harness;
 mod keys;
 mod operate;
