@@ -33,6 +33,7 @@ pub struct App {
     /// Whether the signing key is the identity log's current key. When not,
     /// nothing is signed and readiness stays red.
     pub signing_ok: bool,
+    pub backup_dir: Option<PathBuf>,
 }
 
 /// Why the daemon could not start. Each maps to an exit code in main.
@@ -130,6 +131,7 @@ impl App {
             worker_enabled: config.worker.enabled,
             anchor_freshness_max_ms: config.anchor.freshness_max_ms,
             signing_ok,
+            backup_dir: config.storage.backup_dir.clone(),
         };
         Ok((app, rx))
     }

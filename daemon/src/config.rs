@@ -61,11 +61,13 @@ impl Default for ServerConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
     pub data_dir: PathBuf,
+    /// Where `POST /admin/v1/backups` writes snapshots (unset: online backup off).
+    pub backup_dir: Option<PathBuf>,
 }
 
 impl Default for StorageConfig {
     fn default() -> StorageConfig {
-        StorageConfig { data_dir: PathBuf::from("./annal-data") }
+        StorageConfig { data_dir: PathBuf::from("./annal-data"), backup_dir: None }
     }
 }
 

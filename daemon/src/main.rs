@@ -54,6 +54,32 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Write a consistent snapshot of a stopped daemon's store into an empty
+    /// directory (a running daemon: POST /admin/v1/backups).
+    Backup {
+        #[arg(long)]
+        to: PathBuf,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Copy a backup into an empty data directory (never over live data).
+    Restore {
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// Re-verify every record hash, chain link, Merkle root at every
+    /// checkpoint and every signature; exit 1 at the first failure.
+    Check {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Trust this key for checkpoint signatures (default: the identity log's keys).
+        #[arg(long = "trust-key", value_name = "KEY")]
+        trust_key: Vec<String>,
+    },
     /// Schema migrations.
     Migrate {
         #[command(subcommand)]
@@ -151,6 +177,91 @@ fn main() -> ExitCode {
             }
         }
         Command::Migrate { command } => migrate(command, &env),
+        Command::Backup { to, config, data_dir } => {
+            let config = match Config::load(config.as_deref(), &env, &Overrides { listen: None, data_dir }) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("annald: configuration refused: {e}");
+                    return ExitCode::from(EX_CONFIG);
+                }
+            };
+            let options = annal_store::OpenOptions { apply_pending_migrations: false, ..Default::default() };
+            let result = annal_store::Store::open(&config.storage.data_dir, options)
+                .map_err(|e| {
+                    format!("cannot open the store (is annald running? use POST /admin/v1/backups): {e}")
+                })
+                .and_then(|store| {
+                    let stats = store.backup(&to).map_err(|e| format!("backup failed: {e:?}"))?;
+                    store.close().map_err(|e| format!("store did not close cleanly: {e:?}"))?;
+                    Ok(stats)
+                });
+            match result {
+                Ok(stats) => {
+                    println!("backup written to {}: {} records", to.display(), stats.records_total);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("annald: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Restore { from, data_dir } => match annal_store::restore(&from, &data_dir) {
+            Ok(()) => {
+                println!(
+                    "restored {} into {}; run `annald check --data-dir {}` before serving it",
+                    from.display(),
+                    data_dir.display(),
+                    data_dir.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("annald: restore refused: {e:?}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Check { data_dir, trust_key } => {
+            let mut trusted = Vec::new();
+            for k in &trust_key {
+                match annal_chain::TrustedKey::parse(k) {
+                    Some(key) => trusted.push(key),
+                    None => {
+                        eprintln!("annald: --trust-key {k:?} is not a key");
+                        return ExitCode::from(2);
+                    }
+                }
+            }
+            if !data_dir.join(annal_store::DB_FILE_NAME).exists() {
+                eprintln!("annald: no database in {}", data_dir.display());
+                return ExitCode::from(EX_NOINPUT);
+            }
+            match annal_store::check(&data_dir, &trusted) {
+                Ok(report) => match report.failure {
+                    None => {
+                        println!(
+                            "check ok: {} ledgers, {} records, {} checkpoints",
+                            report.ledgers, report.records, report.checkpoints
+                        );
+                        ExitCode::SUCCESS
+                    }
+                    Some(f) => {
+                        println!(
+                            "CHECK FAILED at {}/{} seq {}: {}",
+                            f.tenant,
+                            f.ledger,
+                            f.seq.map_or("-".to_owned(), |s| s.to_string()),
+                            f.what
+                        );
+                        ExitCode::from(1)
+                    }
+                },
+                Err(e) => {
+                    println!("CHECK FAILED: {e:?}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Keys { command: KeysCommand::Generate { out, name } } => match keys::generate(&out, &name) {
             Ok(signer) => {
                 print!("wrote {}\n{}", out.display(), keys::describe(&signer));

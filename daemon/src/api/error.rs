@@ -55,6 +55,8 @@ pub enum ApiError {
     DbUnavailable,
     /// The signing key is not the current identity: nothing may be signed.
     SigningUnavailable,
+    /// Online backup needs `storage.backup_dir`.
+    BackupNotConfigured,
     Internal,
 }
 
@@ -107,6 +109,9 @@ impl ApiError {
             E::DbUnavailable => (S::SERVICE_UNAVAILABLE, "db.unavailable", "Database unavailable"),
             E::SigningUnavailable => {
                 (S::SERVICE_UNAVAILABLE, "signing.unavailable", "Signing key is not the current identity")
+            }
+            E::BackupNotConfigured => {
+                (S::CONFLICT, "backup.not_configured", "storage.backup_dir is not configured")
             }
             E::Internal => (S::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
         }

@@ -4,6 +4,7 @@
 
 mod admin;
 mod error;
+mod ops;
 mod public;
 mod tenant;
 
@@ -281,6 +282,8 @@ pub fn build(
         .or(admin::routes(app.clone()))
         .unify()
         .or(public::routes(app.clone()))
+        .unify()
+        .or(ops::routes(app.clone()))
         .unify()
         .boxed();
     let recover_app = app;
