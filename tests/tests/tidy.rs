@@ -55,7 +55,10 @@ fn dependency_direction() {
     check("annal-chain", &["base64", "blake3", "ed25519-dalek", "sha2"]);
     // The offline verifier trusts annal-chain alone (plus its CLI plumbing).
     check("annal-verify", &["annal-chain", "clap", "indicatif"]);
-    check("annal-store", &["annal-chain", "redb", "sled", "bincode"]);
+    // blake3 only for the store's own checksums (high-water-mark file,
+    // migration definitions, idempotency fingerprints, the payload-digest
+    // index); every hashed or signed format byte still comes from annal-chain.
+    check("annal-store", &["annal-chain", "redb", "sled", "bincode", "blake3"]);
 }
 
 #[test]
