@@ -335,8 +335,10 @@ impl Config {
         if text.len() as u64 > limits::CONFIG_FILE_BYTES_MAX {
             return Err(ConfigError::TooLarge { path: path.into() });
         }
-        toml::from_str(&text)
-            .map_err(|e| ConfigError::Parse { path: path.into(), message: e.message().to_owned() })
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            message: e.to_string().split_whitespace().collect::<Vec<_>>().join(" "),
+        })
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
