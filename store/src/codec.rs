@@ -121,3 +121,20 @@ mod tests {
         assert_eq!(decode::<StoredRecord>(&bytes), Err(Undecodable));
     }
 }
+
+/// A tenant row (the control plane; `registry.rs`).
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub(crate) struct StoredTenant {
+    pub suspended: bool,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+}
+
+/// An API key row: the secret's digest, never the secret.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub(crate) struct StoredKey {
+    pub tenant: String,
+    pub digest: [u8; 32],
+    pub created_ms: u64,
+    pub revoked_ms: Option<u64>,
+}

@@ -4,16 +4,15 @@
 //! Keys are stored as digests only; the secret never reaches the store.
 
 use annal_chain::TenantId;
-use bincode::{Decode, Encode};
 use redb::{Durability, ReadableTable};
 
-use crate::codec;
+use crate::codec::{self, StoredKey, StoredTenant};
 use crate::error::{Corruption, ReadError, WriteError};
 use crate::schema::{API_KEYS, TENANTS};
 use crate::store::Store;
 
 /// Whether a tenant's keys may be used.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TenantStatus {
     Active,
     Suspended,
@@ -57,21 +56,6 @@ pub enum RegistryRefusal {
     AlreadyRevoked,
 }
 
-#[derive(Encode, Decode)]
-struct StoredTenant {
-    status: TenantStatus,
-    created_ms: u64,
-    updated_ms: u64,
-}
-
-#[derive(Encode, Decode)]
-struct StoredKey {
-    tenant: String,
-    digest: [u8; 32],
-    created_ms: u64,
-    revoked_ms: Option<u64>,
-}
-
 fn corrupt(what: &'static str, key: &str) -> Corruption {
     Corruption { tenant: key.to_owned(), ledger: "registry".into(), seq: None, what }
 }
@@ -79,7 +63,8 @@ fn corrupt(what: &'static str, key: &str) -> Corruption {
 fn tenant_row(id: &str, bytes: &[u8]) -> Result<Tenant, ReadError> {
     let s: StoredTenant = codec::decode(bytes).map_err(|_| ReadError::Corrupt(corrupt("tenant row", id)))?;
     let id = TenantId::new(id).map_err(|_| ReadError::Corrupt(corrupt("tenant id", id)))?;
-    Ok(Tenant { id, status: s.status, created_ms: s.created_ms, updated_ms: s.updated_ms })
+    let status = if s.suspended { TenantStatus::Suspended } else { TenantStatus::Active };
+    Ok(Tenant { id, status, created_ms: s.created_ms, updated_ms: s.updated_ms })
 }
 
 fn key_row(key_id: &[u8], bytes: &[u8]) -> Result<ApiKey, ReadError> {
@@ -130,9 +115,14 @@ impl Store {
             if table.get(id.as_str())?.is_some() {
                 return Ok(Err(RegistryRefusal::TenantExists));
             }
-            let row = StoredTenant { status: TenantStatus::Active, created_ms: now_ms, updated_ms: now_ms };
+            let row = StoredTenant { suspended: false, created_ms: now_ms, updated_ms: now_ms };
             table.insert(id.as_str(), codec::encode(&row).as_slice())?;
-            Ok(Ok(Tenant { id: id.clone(), status: row.status, created_ms: now_ms, updated_ms: now_ms }))
+            Ok(Ok(Tenant {
+                id: id.clone(),
+                status: TenantStatus::Active,
+                created_ms: now_ms,
+                updated_ms: now_ms,
+            }))
         })
     }
 
@@ -150,7 +140,7 @@ impl Store {
             let Ok(mut row) = codec::decode::<StoredTenant>(&old) else {
                 return Err(redb::Error::Corrupted(format!("tenant row {id} does not decode")));
             };
-            row.status = status;
+            row.suspended = status == TenantStatus::Suspended;
             row.updated_ms = now_ms;
             table.insert(id.as_str(), codec::encode(&row).as_slice())?;
             Ok(Ok(Tenant { id: id.clone(), status, created_ms: row.created_ms, updated_ms: now_ms }))
