@@ -2,6 +2,7 @@
 //! tests against the real `annald` binary as the daemon lands.
 
 mod api;
+mod api_docs;
 mod crash;
 mod faults;
 mod harness;
