@@ -17,6 +17,7 @@ mod ratelimit;
 mod server;
 mod state;
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -79,6 +80,21 @@ enum Command {
         /// Trust this key for checkpoint signatures (default: the identity log's keys).
         #[arg(long = "trust-key", value_name = "KEY")]
         trust_key: Vec<String>,
+    },
+    /// Export one ledger (JSON Lines, the annal-verify format) from a stopped
+    /// daemon's store; a running daemon serves the same at .../export.
+    Export {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        ledger: String,
+        /// Output file (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
     /// Schema migrations.
     Migrate {
@@ -177,6 +193,25 @@ fn main() -> ExitCode {
             }
         }
         Command::Migrate { command } => migrate(command, &env),
+        Command::Export { tenant, ledger, out, config, data_dir } => {
+            let config = match Config::load(config.as_deref(), &env, &Overrides { listen: None, data_dir }) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("annald: configuration refused: {e}");
+                    return ExitCode::from(EX_CONFIG);
+                }
+            };
+            match export_offline(&config, &tenant, &ledger, out.as_deref()) {
+                Ok(stats) => {
+                    eprintln!("exported {} records, {} checkpoints", stats.records, stats.checkpoints);
+                    ExitCode::SUCCESS
+                }
+                Err((code, e)) => {
+                    eprintln!("annald: {e}");
+                    ExitCode::from(code)
+                }
+            }
+        }
         Command::Backup { to, config, data_dir } => {
             let config = match Config::load(config.as_deref(), &env, &Overrides { listen: None, data_dir }) {
                 Ok(c) => c,
@@ -374,6 +409,42 @@ fn migrate(command: MigrateCommand, env: &dyn Fn(&str) -> Option<String>) -> Exi
     }
 }
 
+/// Streams one ledger's export from a stopped daemon's store.
+fn export_offline(
+    config: &Config,
+    tenant: &str,
+    ledger: &str,
+    out: Option<&std::path::Path>,
+) -> Result<annal_store::ExportStats, (u8, String)> {
+    let tenant = annal_chain::TenantId::new(tenant).map_err(|e| (2, format!("--tenant: {e}")))?;
+    let ledger = annal_chain::LedgerName::new(ledger).map_err(|e| (2, format!("--ledger: {e}")))?;
+    let log =
+        annal_chain::LogName::new(&config.log_name).map_err(|e| (EX_CONFIG, format!("log_name: {e}")))?;
+    let dir = &config.storage.data_dir;
+    if !dir.join(annal_store::DB_FILE_NAME).exists() {
+        return Err((EX_NOINPUT, format!("no database in {}", dir.display())));
+    }
+    let options = annal_store::OpenOptions { apply_pending_migrations: false, ..Default::default() };
+    let store = annal_store::Store::open(dir, options)
+        .map_err(|e| (1, format!("cannot open the store (is annald running? use the HTTP export): {e}")))?;
+    let vkeys: Vec<String> = app::identity_keys(&store)
+        .map_err(|e| (1, format!("identity log: {e:?}")))?
+        .iter()
+        .filter_map(annal_chain::TrustedKey::vkey)
+        .collect();
+    let origin = annal_chain::Origin::new(log, tenant, ledger);
+    let mut sink: Box<dyn std::io::Write> = match out {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create_new(path)
+                .map_err(|e| (EX_CANTCREAT, format!("{}: {e}", path.display())))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let stats = store.export(&origin, &vkeys, &mut sink).map_err(|e| (1, format!("export failed: {e:?}")))?;
+    sink.flush().map_err(|e| (1, format!("cannot write the export: {e}")))?;
+    Ok(stats)
+}
+
 fn init_logging() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .format_timestamp_millis()
@@ -486,11 +557,18 @@ impl core::fmt::Display for ServeError {
 }
 
 /// Resolves on the first SIGTERM or SIGINT, after turning readiness red. A
-/// second signal exits at once.
+/// second signal exits at once (status 1). SIGHUP is logged and ignored.
 async fn shutdown_signal(app: Arc<app::App>) {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    // SIGHUP would otherwise kill the process abruptly; annald has no reload.
+    let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            log::warn!("SIGHUP ignored: annald does not reload; restart it to apply a new configuration");
+        }
+    });
     tokio::select! {
         _ = term.recv() => log::info!("SIGTERM: draining"),
         _ = int.recv() => log::info!("SIGINT: draining"),

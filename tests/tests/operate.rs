@@ -356,3 +356,39 @@ fn backup_restore_to_isolation_check_and_promote() {
     let (code, out) = verify_export(&export, isolated.path(), &["--trust-key", &trust]);
     assert_eq!(code, Some(0), "{out}");
 }
+
+#[test]
+fn offline_export_equals_the_served_export() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let mut d = Daemon::launch(root.path(), None, &[]).expect("starts");
+    let key = d.tenant_with_key("acme");
+    for i in 0..3 {
+        assert_eq!(
+            d.call("POST", "/v1/ledgers/orders/records", &key, Some(&json!({"payload": i}))).status,
+            201
+        );
+    }
+    assert_eq!(d.call("POST", "/admin/v1/checkpoints", &d.admin_key(), None).status, 200);
+    let served = d.call("GET", "/v1/ledgers/orders/export", &key, None).body;
+    let trust = d.trust_key();
+    d.signal("TERM");
+    assert_eq!(d.wait().code(), Some(0));
+    let out = root.path().join("orders.jsonl");
+    let data = root.path().join("data");
+    let (code, _, err) = run(&[
+        "export",
+        "--tenant",
+        "acme",
+        "--ledger",
+        "orders",
+        "--data-dir",
+        data.to_str().expect("utf-8"),
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let offline = std::fs::read(&out).expect("export written");
+    assert_eq!(offline, served, "one ledger, one export");
+    let (code, out) = verify_export(&offline, root.path(), &["--trust-key", &trust]);
+    assert_eq!(code, Some(0), "{out}");
+}
