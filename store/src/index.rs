@@ -1,13 +1,27 @@
-//! Derived indexes in sled: lineage children of a record and records by
-//! payload digest. Everything here is rebuilt from redb: each ledger has a
-//! watermark (next seq indexed); `catch_up` indexes from it to the head,
-//! `rebuild` starts from nothing. Nothing exact under concurrency lives here.
+//! Derived indexes in sled: lineage children of a record, records by payload
+//! digest, and (when an event ledger is configured) system events by request
+//! id, tenant and code. Everything here is rebuilt from redb: each ledger has
+//! a watermark (next seq indexed, and the hash of the record before it);
+//! `catch_up` indexes from it to the head, `rebuild` starts from nothing.
+//! Nothing exact under concurrency lives here.
 //!
-//! Keys in the one sled tree (names never contain NUL):
+//! Keys in the one sled tree (names never contain NUL or `/`):
 //! `L tenant/parent-ledger NUL parent-seq(BE) child-ledger NUL child-seq(BE)`,
-//! `D tenant NUL payload-blake3 ledger NUL seq(BE)`, `W tenant/ledger` → next seq (BE).
+//! `D tenant NUL payload-blake3 ledger NUL seq(BE)`,
+//! `E field value NUL seq(BE)` with field `r` (request id), `t` (tenant) or
+//! `c` (code), seq being the event's seq in the event ledger,
+//! `W tenant/ledger` → next seq (BE) ‖ blake3 record hash of seq next−1,
+//! `V` → the format stamp (layout version and event-ledger configuration).
+//!
+//! The store knows nothing of the event payload format: the caller passes an
+//! [`EventLedger`] with a pure extraction function. A stamp that differs from
+//! the one stored (another layout, another event ledger or extractor version)
+//! clears the index at open, and a watermark that does not match the store's
+//! history (a restored or replaced database) clears it at the next catch-up,
+//! so the index never answers for a history it was not built from.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use annal_chain::{LedgerName, Seq, TenantId};
 
@@ -15,10 +29,53 @@ use crate::error::IndexError;
 use crate::limits::RANGE_RECORDS_COUNT_MAX;
 use crate::store::Store;
 
+/// Layout version, part of the format stamp.
+const FORMAT: &str = "annal-index/2";
+/// Longest event field value indexed, in bytes; longer values are not indexed.
+const EVENT_FIELD_BYTES_MAX: usize = 256;
+const STAMP_KEY: &[u8] = b"V";
+const HASH_BYTES: usize = 32;
+
+/// The fields of one system event the index keys on; `None` (or a value that
+/// is empty, longer than [`EVENT_FIELD_BYTES_MAX`] or contains NUL) is not
+/// indexed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EventFields {
+    pub request_id: Option<String>,
+    pub tenant: Option<String>,
+    pub code: Option<String>,
+}
+
+/// Which ledger holds system events and how to read an event's fields from
+/// a record payload. `extract` must be a pure function of the payload (the
+/// rebuilt index must equal the incremental one); bump `version` whenever
+/// what it returns for a payload changes, so existing indexes are rebuilt.
+#[derive(Clone, Debug)]
+pub struct EventLedger {
+    pub tenant: TenantId,
+    pub ledger: LedgerName,
+    pub extract: fn(&[u8]) -> EventFields,
+    pub version: &'static str,
+}
+
+/// What one bounded catch-up step did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CatchUp {
+    /// Records indexed in this step.
+    pub indexed: u64,
+    /// Every ledger was indexed up to the size read at the step's start.
+    pub complete: bool,
+    /// The index did not match the store's history and was cleared.
+    pub reset: bool,
+}
+
 /// The sled index beside the database.
 #[derive(Debug)]
 pub struct Index {
     db: sled::Db,
+    events: Option<EventLedger>,
+    /// Whether every stored watermark was checked against the store since open.
+    verified: AtomicBool,
 }
 
 fn lineage_prefix(tenant: &str, ledger: &str, seq: u64) -> Vec<u8> {
@@ -45,6 +102,49 @@ fn watermark_key(tenant: &str, ledger: &str) -> Vec<u8> {
     format!("W{tenant}/{ledger}").into_bytes()
 }
 
+/// `E field value NUL`, or `None` when the value is not indexable.
+fn event_prefix(field: u8, value: &str) -> Option<Vec<u8>> {
+    let v = value.as_bytes();
+    if v.is_empty() || v.len() > EVENT_FIELD_BYTES_MAX || v.contains(&0) {
+        return None;
+    }
+    let mut k = Vec::with_capacity(v.len() + 11);
+    k.push(b'E');
+    k.push(field);
+    k.extend_from_slice(v);
+    k.push(0);
+    Some(k)
+}
+
+const FIELD_REQUEST_ID: u8 = b'r';
+const FIELD_TENANT: u8 = b't';
+const FIELD_CODE: u8 = b'c';
+
+/// A watermark: next seq to index and the hash of the record before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Watermark {
+    next: u64,
+    last_hash: [u8; HASH_BYTES],
+}
+
+impl Watermark {
+    fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(8 + HASH_BYTES);
+        v.extend_from_slice(&self.next.to_be_bytes());
+        v.extend_from_slice(&self.last_hash);
+        v
+    }
+
+    fn decode(v: &[u8]) -> Result<Watermark, IndexError> {
+        if v.len() != 8 + HASH_BYTES {
+            return Err(IndexError::Sled("malformed watermark".into()));
+        }
+        let next = u64::from_be_bytes(v[..8].try_into().expect("8 bytes"));
+        let last_hash = v[8..].try_into().expect("32 bytes");
+        Ok(Watermark { next, last_hash })
+    }
+}
+
 /// Splits `ledger NUL seq(BE)` off the end of an index key.
 fn tail(rest: &[u8]) -> Option<(LedgerName, Seq)> {
     let split = rest.len().checked_sub(9)?;
@@ -57,57 +157,196 @@ fn tail(rest: &[u8]) -> Option<(LedgerName, Seq)> {
 }
 
 impl Index {
+    /// Opens (or creates) the index without event indexes.
     pub fn open(dir: &Path) -> Result<Index, IndexError> {
-        Ok(Index { db: sled::open(dir)? })
+        Index::open_inner(dir, None)
     }
 
-    /// Indexes every record past each ledger's watermark; returns how many.
+    /// Opens (or creates) the index, also indexing the records of `events`
+    /// by the fields its `extract` returns.
+    pub fn open_with_events(dir: &Path, events: EventLedger) -> Result<Index, IndexError> {
+        Index::open_inner(dir, Some(events))
+    }
+
+    fn open_inner(dir: &Path, events: Option<EventLedger>) -> Result<Index, IndexError> {
+        let index = Index { db: sled::open(dir)?, events, verified: AtomicBool::new(false) };
+        if index.db.get(STAMP_KEY)?.as_deref() != Some(index.stamp().as_bytes()) {
+            // Built by another layout or configuration: its entries cannot be
+            // trusted to be complete for this one.
+            index.reset()?;
+        }
+        Ok(index)
+    }
+
+    fn stamp(&self) -> String {
+        match &self.events {
+            Some(e) => format!("{FORMAT};events={}/{};extract={}", e.tenant, e.ledger, e.version),
+            None => format!("{FORMAT};events=none"),
+        }
+    }
+
+    /// Empties the index and writes the stamp.
+    fn reset(&self) -> Result<(), IndexError> {
+        self.db.clear()?;
+        self.db.insert(STAMP_KEY, self.stamp().as_bytes())?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// The next seq of `tenant/ledger` not yet indexed (0 if none is).
+    pub fn watermark(&self, tenant: &TenantId, ledger: &LedgerName) -> Result<u64, IndexError> {
+        self.read_watermark(tenant.as_str(), ledger.as_str()).map(|w| w.next)
+    }
+
+    fn read_watermark(&self, tenant: &str, ledger: &str) -> Result<Watermark, IndexError> {
+        match self.db.get(watermark_key(tenant, ledger))? {
+            Some(v) => Watermark::decode(&v),
+            None => Ok(Watermark { next: 0, last_hash: [0; HASH_BYTES] }),
+        }
+    }
+
+    /// Whether every stored watermark names a ledger of the store whose
+    /// record before the watermark has the hash the index saw.
+    fn matches_store(&self, store: &Store) -> Result<bool, IndexError> {
+        for kv in self.db.scan_prefix(b"W") {
+            let (k, v) = kv?;
+            let wm = Watermark::decode(&v)?;
+            let name =
+                std::str::from_utf8(&k[1..]).map_err(|_| IndexError::Sled("bad watermark key".into()))?;
+            let Some((t, l)) = name.split_once('/') else { return Ok(false) };
+            let (Ok(tenant), Ok(ledger)) = (TenantId::new(t), LedgerName::new(l)) else { return Ok(false) };
+            if !self.same_history(store, &tenant, &ledger, wm)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    fn same_history(
+        &self,
+        store: &Store,
+        tenant: &TenantId,
+        ledger: &LedgerName,
+        wm: Watermark,
+    ) -> Result<bool, IndexError> {
+        let Some(last) = wm.next.checked_sub(1) else { return Ok(true) };
+        Ok(store.record(tenant, ledger, Seq::new(last))?.is_some_and(|e| *e.hash.as_bytes() == wm.last_hash))
+    }
+
+    /// Indexes every record past each ledger's watermark; returns how many
+    /// (after a reset, counted from nothing).
     pub fn catch_up(&self, store: &Store) -> Result<u64, IndexError> {
         let mut indexed = 0;
+        loop {
+            let step = self.catch_up_step(store, u64::MAX)?;
+            indexed = if step.reset { step.indexed } else { indexed + step.indexed };
+            if step.complete {
+                return Ok(indexed);
+            }
+        }
+    }
+
+    /// Indexes past the watermarks, stopping once about `records_max`
+    /// records were indexed (a ledger is indexed in chunks of at most
+    /// `RANGE_RECORDS_COUNT_MAX`), so a caller can bound one pass's work.
+    /// The first step after open checks every watermark against the store
+    /// and clears the index if the store's history is not the one indexed.
+    pub fn catch_up_step(&self, store: &Store, records_max: u64) -> Result<CatchUp, IndexError> {
+        let mut out = CatchUp::default();
+        if !self.verified.load(Ordering::Acquire) {
+            if !self.matches_store(store)? {
+                self.reset()?;
+                out.reset = true;
+            }
+            self.verified.store(true, Ordering::Release);
+        }
+        out.complete = true;
         for (tenant, ledger, size) in store.ledgers()? {
-            let wm_key = watermark_key(tenant.as_str(), ledger.as_str());
-            let mut next = match self.db.get(&wm_key)? {
-                Some(v) => u64::from_be_bytes(
-                    v.as_ref().try_into().map_err(|_| IndexError::Sled("bad watermark".into()))?,
-                ),
-                None => 0,
-            };
-            while next < size {
-                let after = next.checked_sub(1).map(Seq::new);
-                let entries = store.records(&tenant, &ledger, after, RANGE_RECORDS_COUNT_MAX)?;
-                let Some(last) = entries.last() else { break };
-                let new_next = last.record.seq().get() + 1;
-                let mut batch = sled::Batch::default();
-                for e in &entries {
-                    let r = &e.record;
-                    for p in r.parents() {
-                        let mut k = lineage_prefix(tenant.as_str(), p.ledger.as_str(), p.seq.get());
-                        k.extend_from_slice(ledger.as_str().as_bytes());
-                        k.push(0);
-                        k.extend_from_slice(&r.seq().get().to_be_bytes());
-                        batch.insert(k, &[] as &[u8]);
-                    }
-                    let mut k = digest_prefix(tenant.as_str(), blake3::hash(r.payload()).as_bytes());
-                    k.extend_from_slice(ledger.as_str().as_bytes());
-                    k.push(0);
-                    k.extend_from_slice(&r.seq().get().to_be_bytes());
-                    batch.insert(k, &[] as &[u8]);
+            if out.indexed >= records_max {
+                out.complete = false;
+                break;
+            }
+            let mut wm = self.read_watermark(tenant.as_str(), ledger.as_str())?;
+            if wm.next > size || (wm.next < size && !self.same_history(store, &tenant, &ledger, wm)?) {
+                // A ledger shorter than its watermark, or a record that is not
+                // the one indexed: this index describes another history.
+                self.reset()?;
+                return Ok(CatchUp { indexed: 0, complete: false, reset: true });
+            }
+            while wm.next < size && out.indexed < records_max {
+                let before = wm.next;
+                wm = self.index_chunk(store, &tenant, &ledger, wm)?;
+                if wm.next == before {
+                    // The store listed more records than it returned: it is
+                    // failing; try again on the next step.
+                    out.complete = false;
+                    break;
                 }
-                // Entries and watermark in one batch: a crash leaves both or neither.
-                batch.insert(wm_key.clone(), &new_next.to_be_bytes());
-                self.db.apply_batch(batch)?;
-                indexed += new_next - next;
-                next = new_next;
+                out.indexed += wm.next - before;
+            }
+            if wm.next < size {
+                out.complete = false;
             }
         }
         self.db.flush()?;
-        Ok(indexed)
+        Ok(out)
+    }
+
+    /// Indexes one chunk of `tenant/ledger` from `wm`; returns the new watermark.
+    fn index_chunk(
+        &self,
+        store: &Store,
+        tenant: &TenantId,
+        ledger: &LedgerName,
+        wm: Watermark,
+    ) -> Result<Watermark, IndexError> {
+        let after = wm.next.checked_sub(1).map(Seq::new);
+        let entries = store.records(tenant, ledger, after, RANGE_RECORDS_COUNT_MAX)?;
+        let Some(last) = entries.last() else { return Ok(wm) };
+        let events = self.events.as_ref().filter(|e| e.tenant == *tenant && e.ledger == *ledger);
+        let mut batch = sled::Batch::default();
+        for e in &entries {
+            let r = &e.record;
+            let seq = r.seq().get().to_be_bytes();
+            for p in r.parents() {
+                let mut k = lineage_prefix(tenant.as_str(), p.ledger.as_str(), p.seq.get());
+                k.extend_from_slice(ledger.as_str().as_bytes());
+                k.push(0);
+                k.extend_from_slice(&seq);
+                batch.insert(k, &[] as &[u8]);
+            }
+            let mut k = digest_prefix(tenant.as_str(), blake3::hash(r.payload()).as_bytes());
+            k.extend_from_slice(ledger.as_str().as_bytes());
+            k.push(0);
+            k.extend_from_slice(&seq);
+            batch.insert(k, &[] as &[u8]);
+            if let Some(events) = events {
+                let fields = (events.extract)(r.payload());
+                let pairs = [
+                    (FIELD_REQUEST_ID, &fields.request_id),
+                    (FIELD_TENANT, &fields.tenant),
+                    (FIELD_CODE, &fields.code),
+                ];
+                for (field, value) in pairs {
+                    if let Some(mut k) = value.as_deref().and_then(|v| event_prefix(field, v)) {
+                        k.extend_from_slice(&seq);
+                        batch.insert(k, &[] as &[u8]);
+                    }
+                }
+            }
+        }
+        let next = Watermark { next: last.record.seq().get() + 1, last_hash: *last.hash.as_bytes() };
+        assert!(next.next > wm.next, "a chunk read after the watermark advances it");
+        // Entries and watermark in one batch: a crash leaves both or neither.
+        batch.insert(watermark_key(tenant.as_str(), ledger.as_str()), next.encode());
+        self.db.apply_batch(batch)?;
+        Ok(next)
     }
 
     /// Drops everything and indexes from scratch.
     pub fn rebuild(&self, store: &Store) -> Result<u64, IndexError> {
-        self.db.clear()?;
-        self.db.flush()?;
+        self.reset()?;
+        self.verified.store(true, Ordering::Release);
         self.catch_up(store)
     }
 
@@ -136,6 +375,70 @@ impl Index {
         for kv in self.db.scan_prefix(prefix) {
             let (k, _) = kv?;
             out.push(tail(&k[prefix.len()..]).ok_or_else(|| IndexError::Sled("malformed index key".into()))?);
+        }
+        Ok(out)
+    }
+
+    /// Seqs in the event ledger of events with this request id, ascending,
+    /// after `after` (exclusive), at most `limit` (capped at
+    /// `RANGE_RECORDS_COUNT_MAX`). Only events below the event ledger's
+    /// watermark are found.
+    pub fn events_by_request_id(
+        &self,
+        request_id: &str,
+        after: Option<Seq>,
+        limit: u64,
+    ) -> Result<Vec<Seq>, IndexError> {
+        self.event_seqs(FIELD_REQUEST_ID, request_id, after, limit)
+    }
+
+    /// Like [`Index::events_by_request_id`], for events naming this tenant.
+    pub fn events_by_tenant(
+        &self,
+        tenant: &str,
+        after: Option<Seq>,
+        limit: u64,
+    ) -> Result<Vec<Seq>, IndexError> {
+        self.event_seqs(FIELD_TENANT, tenant, after, limit)
+    }
+
+    /// Like [`Index::events_by_request_id`], for events with this code.
+    pub fn events_by_code(&self, code: &str, after: Option<Seq>, limit: u64) -> Result<Vec<Seq>, IndexError> {
+        self.event_seqs(FIELD_CODE, code, after, limit)
+    }
+
+    fn event_seqs(
+        &self,
+        field: u8,
+        value: &str,
+        after: Option<Seq>,
+        limit: u64,
+    ) -> Result<Vec<Seq>, IndexError> {
+        // A value that is never indexed has no events.
+        let Some(prefix) = event_prefix(field, value) else { return Ok(Vec::new()) };
+        let from = match after {
+            None => 0,
+            Some(s) => match s.get().checked_add(1) {
+                Some(f) => f,
+                None => return Ok(Vec::new()),
+            },
+        };
+        let mut start = prefix.clone();
+        start.extend_from_slice(&from.to_be_bytes());
+        let limit = limit.min(RANGE_RECORDS_COUNT_MAX);
+        let mut out = Vec::new();
+        for kv in self.db.range(start..) {
+            if out.len() as u64 >= limit {
+                break;
+            }
+            let (k, _) = kv?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let seq: [u8; 8] = k[prefix.len()..]
+                .try_into()
+                .map_err(|_| IndexError::Sled("malformed event index key".into()))?;
+            out.push(Seq::new(u64::from_be_bytes(seq)));
         }
         Ok(out)
     }

@@ -24,7 +24,7 @@ pub use error::{
     AppendRefusal, CheckpointRefusal, Corruption, ExportError, IdentityRefusal, IndexError, MaintenanceError,
     OpenError, ReadError, WriteError,
 };
-pub use index::Index;
+pub use index::{CatchUp, EventFields, EventLedger, Index};
 pub use maintenance::{BackupStats, CheckFailure, CheckReport, check, restore};
 pub use registry::{ApiKey, RegistryRefusal, Tenant, TenantStatus};
 pub use schema::{MIGRATION_STEPS, Migration, MigrationStatus, code_head};
