@@ -49,6 +49,48 @@ pub(crate) struct StoredParent {
     pub hash: [u8; 32],
 }
 
+/// [`StoredRecord`]'s encoding from borrowed fields, byte for byte the same
+/// (a test checks it), so the committer needs no copy of the payload.
+#[derive(Encode)]
+struct StoredRecordRef<'a> {
+    hash: [u8; 32],
+    timestamp_ms: u64,
+    content_type: &'a str,
+    payload: &'a [u8],
+    parents: &'a [StoredParentRef<'a>],
+}
+
+#[derive(Encode)]
+struct StoredParentRef<'a> {
+    ledger: &'a str,
+    seq: u64,
+    hash: [u8; 32],
+}
+
+/// Encodes a record value with a zero hash; the committer writes the hash
+/// into the first 32 bytes ([`set_hash`]) once it knows seq and prev.
+pub(crate) fn encode_record_unhashed(
+    timestamp_ms: u64,
+    content_type: &str,
+    payload: &[u8],
+    parents: &[annal_chain::Parent],
+) -> Vec<u8> {
+    let parents: Vec<StoredParentRef<'_>> = parents
+        .iter()
+        .map(|p| StoredParentRef { ledger: p.ledger.as_str(), seq: p.seq.get(), hash: *p.hash.as_bytes() })
+        .collect();
+    let value = StoredRecordRef { hash: [0; 32], timestamp_ms, content_type, payload, parents: &parents };
+    let mut out = Vec::with_capacity(64 + content_type.len() + payload.len() + parents.len() * 64);
+    bincode::encode_into_std_write(&value, &mut out, CONFIG)
+        .expect("storage values are below the codec limit");
+    out
+}
+
+/// Writes the record hash into a value from [`encode_record_unhashed`].
+pub(crate) fn set_hash(value: &mut [u8], hash: &[u8; 32]) {
+    value[..32].copy_from_slice(hash);
+}
+
 /// The stored hash of an encoded [`StoredRecord`] (its first 32 bytes).
 pub(crate) fn peek_hash(value: &[u8]) -> Option<[u8; 32]> {
     value.get(..32)?.try_into().ok()
@@ -111,6 +153,42 @@ mod tests {
         let mut longer = bytes.clone();
         longer.push(0);
         assert_eq!(decode::<StoredRecord>(&longer), Err(Undecodable));
+    }
+
+    #[test]
+    fn unhashed_encoding_is_the_stored_record_encoding() {
+        use annal_chain::{Hash32, LedgerName, Parent, Seq};
+        let parents = [
+            Parent {
+                ledger: LedgerName::new("x").unwrap(),
+                seq: Seq::new(3),
+                hash: Hash32::from_bytes([9; 32]),
+            },
+            Parent {
+                ledger: LedgerName::new("y").unwrap(),
+                seq: Seq::new(1 << 33),
+                hash: Hash32::from_bytes([1; 32]),
+            },
+        ];
+        for (payload, parents) in [(vec![], &parents[..0]), (vec![5u8; 300], &parents[..])] {
+            let owned = StoredRecord {
+                hash: [7; 32],
+                timestamp_ms: 1 << 40,
+                content_type: "text/plain".into(),
+                payload: payload.clone(),
+                parents: parents
+                    .iter()
+                    .map(|p| StoredParent {
+                        ledger: p.ledger.as_str().into(),
+                        seq: p.seq.get(),
+                        hash: *p.hash.as_bytes(),
+                    })
+                    .collect(),
+            };
+            let mut bytes = encode_record_unhashed(1 << 40, "text/plain", &payload, parents);
+            set_hash(&mut bytes, &[7; 32]);
+            assert_eq!(bytes, encode(&owned));
+        }
     }
 
     #[test]

@@ -11,15 +11,19 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, channel};
+use std::time::{Duration, Instant};
 
-use annal_chain::{CompactRange, Hash32, Record, RecordFields, Seq, SignedCheckpoint, valid_key_name};
+use annal_chain::{
+    CompactRange, Hash32, Parent, RecordView, Seq, SignedCheckpoint, TenantId, valid_key_name,
+};
 use redb::{Durability, ReadableTable, Table, WriteTransaction};
 
-use crate::codec::{self, StoredHead, StoredIdempotency, StoredIdentity, StoredParent, StoredRecord};
+use crate::codec::{self, StoredHead, StoredIdempotency, StoredIdentity};
 use crate::error::{AppendRefusal, CheckpointRefusal, Corruption, IdentityRefusal, WriteError};
 use crate::hwm::Hwm;
 use crate::limits::{
-    BATCH_PAYLOAD_BYTES_MAX, BATCH_WRITES_MAX, HEAD_CACHE_COUNT_MAX, IDEMPOTENCY_KEY_BYTES_MAX,
+    BATCH_LINGER_GAP_US_MAX, BATCH_LINGER_US_MAX, BATCH_PAYLOAD_BYTES_MAX, BATCH_WRITES_MAX,
+    HEAD_CACHE_COUNT_MAX, IDEMPOTENCY_KEY_BYTES_MAX,
 };
 use crate::schema::{
     CHECKPOINTS, IDEMPOTENCY, IDENTITY, LEDGER_NAMES, LEDGERS, META, META_NEXT_LEDGER_ID, META_RECORDS_TOTAL,
@@ -36,7 +40,7 @@ pub(crate) type CheckpointResult = Result<CheckpointStored, CheckpointRefusal>;
 pub(crate) type IdentityResult = Result<u64, IdentityRefusal>;
 
 pub(crate) enum Command {
-    Append(AppendRequest, Reply<AppendResult>),
+    Append(Prepared, Reply<AppendResult>),
     Checkpoint(CheckpointRequest, Reply<CheckpointResult>),
     Identity(IdentityEntry, Reply<IdentityResult>),
 }
@@ -44,7 +48,7 @@ pub(crate) enum Command {
 impl Command {
     fn payload_bytes(&self) -> usize {
         match self {
-            Command::Append(r, _) => r.payload.len(),
+            Command::Append(p, _) => p.req.payload.len(),
             _ => 0,
         }
     }
@@ -59,7 +63,7 @@ impl Command {
 }
 
 enum Op {
-    Append(AppendRequest),
+    Append(Prepared),
     Checkpoint(CheckpointRequest),
     Identity(IdentityEntry),
 }
@@ -168,10 +172,31 @@ pub(crate) struct Committer {
     pub(crate) records_total: u64,
     pub(crate) next_ledger_id: u64,
     pub(crate) hwm: Hwm,
+    /// Writes in the last committed batch: how many callers may come back.
+    pub(crate) last_batch_writes: usize,
 }
 
 fn corrupt(tenant: &str, ledger: &str, seq: Option<u64>, what: &'static str) -> Abort {
     Abort::Corrupt(Corruption { tenant: tenant.to_owned(), ledger: ledger.to_owned(), seq, what })
+}
+
+/// An append with the work that does not depend on the head done on the
+/// caller's thread before it queues: the ledger key, the idempotency digest
+/// and the stored value (its hash is written in at commit). The committer's
+/// serial path is left with the head checks, the record hash and the inserts.
+pub(crate) struct Prepared {
+    req: AppendRequest,
+    key: String,
+    content: Option<[u8; 32]>,
+    value: Vec<u8>,
+}
+
+pub(crate) fn prepare(req: AppendRequest) -> Prepared {
+    let key = ledger_key(&req.tenant, &req.ledger);
+    let content = req.idempotency_key.as_ref().map(|_| content_digest(&req));
+    let value =
+        codec::encode_record_unhashed(req.timestamp_ms, &req.content_type, &req.payload, &req.parents);
+    Prepared { req, key, content, value }
 }
 
 /// Digest of what an idempotent retry must repeat: everything but the
@@ -206,14 +231,28 @@ impl Committer {
         while let Ok(first) = self.rx.recv() {
             let mut payload = first.payload_bytes();
             let mut batch = vec![first];
+            // Under load the callers of the previous batch come back one by
+            // one as the acker wakes them; waiting briefly for them turns
+            // one commit per few callers into one commit for all of them.
+            let linger_until = Instant::now() + Duration::from_micros(BATCH_LINGER_US_MAX);
+            let target = self.last_batch_writes;
             while batch.len() < BATCH_WRITES_MAX && payload < BATCH_PAYLOAD_BYTES_MAX {
-                match self.rx.try_recv() {
-                    Ok(cmd) => {
-                        payload += cmd.payload_bytes();
-                        batch.push(cmd);
+                let cmd = match self.rx.try_recv() {
+                    Ok(cmd) => cmd,
+                    Err(_) if batch.len() >= target => break,
+                    Err(_) => {
+                        let left = linger_until.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            break;
+                        }
+                        match self.rx.recv_timeout(left.min(Duration::from_micros(BATCH_LINGER_GAP_US_MAX))) {
+                            Ok(cmd) => cmd,
+                            Err(_) => break,
+                        }
                     }
-                    Err(_) => break,
-                }
+                };
+                payload += cmd.payload_bytes();
+                batch.push(cmd);
             }
             if let Some(reason) = self.shared.failure() {
                 for cmd in batch {
@@ -256,6 +295,7 @@ impl Committer {
                 {
                     self.shared.fail(format!("{}: {e}", self.hwm.path().display()));
                 }
+                self.last_batch_writes = replies.len();
                 self.ack(replies.into_iter().zip(outcomes.into_iter().map(Ok)).collect());
             }
             Err(abort) => {
@@ -372,18 +412,17 @@ impl Committer {
 
     fn append(
         &mut self,
-        req: AppendRequest,
+        prepared: Prepared,
         t: &mut Tables<'_>,
         st: &mut Batch,
     ) -> Result<AppendResult, Abort> {
+        let Prepared { req, key, content, mut value } = prepared;
         if let Some(k) = &req.idempotency_key
             && (k.is_empty() || k.len() > IDEMPOTENCY_KEY_BYTES_MAX)
         {
             return Ok(Err(AppendRefusal::IdempotencyKeyInvalid));
         }
-        let key = ledger_key(&req.tenant, &req.ledger);
         let exists = self.load_head(&key, t, st)?;
-        let content = req.idempotency_key.as_ref().map(|_| content_digest(&req));
         let (next, head_hash) = match st.heads.get(&key) {
             Some((h, _)) => (h.next_seq, Hash32::from_bytes(h.head_hash)),
             None => (0, Hash32::ZERO),
@@ -413,32 +452,26 @@ impl Committer {
                 return Ok(Err(AppendRefusal::PrevMismatch));
             }
         }
-        let AppendRequest {
-            tenant,
-            ledger,
-            timestamp_ms,
-            content_type,
-            payload,
-            parents,
-            idempotency_key: idem,
-            ..
-        } = req;
-        let record = match Record::new(RecordFields {
-            tenant,
-            ledger,
+        // The same checks as `Record::new`, on the fields as they will be
+        // stored (the value was encoded from these very fields).
+        let view = RecordView {
+            tenant: req.tenant.as_str(),
+            ledger: req.ledger.as_str(),
             seq: Seq::new(next),
-            timestamp_ms,
+            timestamp_ms: req.timestamp_ms,
             prev: head_hash,
-            content_type,
-            payload,
-            parents,
-        }) {
-            Ok(r) => r,
-            Err(e) => return Ok(Err(AppendRefusal::Invalid(e))),
+            content_type: &req.content_type,
+            payload: &req.payload,
+            parents: &req.parents,
         };
-        if let Some(refusal) = self.check_parents(&record, t, st)? {
+        if let Err(e) = view.check() {
+            return Ok(Err(AppendRefusal::Invalid(e)));
+        }
+        if let Some(refusal) = self.check_parents(&req.tenant, &req.parents, t, st)? {
             return Ok(Err(refusal));
         }
+        let hash = view.hash();
+        codec::set_hash(&mut value, hash.as_bytes());
         if !exists {
             let id = st.next_ledger_id;
             st.next_ledger_id += 1;
@@ -447,8 +480,8 @@ impl Committer {
             }
             let head = StoredHead {
                 id,
-                tenant: record.tenant().as_str().to_owned(),
-                ledger: record.ledger().as_str().to_owned(),
+                tenant: req.tenant.as_str().to_owned(),
+                ledger: req.ledger.as_str().to_owned(),
                 next_seq: 0,
                 head_hash: [0; 32],
                 peaks: Vec::new(),
@@ -456,23 +489,6 @@ impl Committer {
             };
             st.heads.insert(key.clone(), (head, true));
         }
-        let hash = record.hash();
-        let fields = record.into_fields();
-        let value = codec::encode(&StoredRecord {
-            hash: *hash.as_bytes(),
-            timestamp_ms: fields.timestamp_ms,
-            content_type: fields.content_type,
-            payload: fields.payload,
-            parents: fields
-                .parents
-                .into_iter()
-                .map(|p| StoredParent {
-                    ledger: p.ledger.as_str().to_owned(),
-                    seq: p.seq.get(),
-                    hash: *p.hash.as_bytes(),
-                })
-                .collect(),
-        });
         let (head, changed) = st.heads.get_mut(&key).expect("loaded or created above");
         let id = head.id;
         assert_eq!(head.next_seq, next, "the head did not move under this request");
@@ -500,9 +516,9 @@ impl Committer {
         head.next_seq = next + 1;
         head.head_hash = *hash.as_bytes();
         *changed = true;
-        if let (Some(k), Some(content)) = (idem, content) {
+        if let (Some(k), Some(content)) = (&req.idempotency_key, content) {
             let row = codec::encode(&StoredIdempotency { seq: next, hash: *hash.as_bytes(), content });
-            t.idempotency.insert(idempotency_key(id, &k).as_slice(), row.as_slice())?;
+            t.idempotency.insert(idempotency_key(id, k).as_slice(), row.as_slice())?;
         }
         st.records_total += 1;
         Ok(Ok(Appended { seq: Seq::new(next), hash, replayed: false }))
@@ -510,12 +526,13 @@ impl Committer {
 
     fn check_parents(
         &self,
-        record: &Record,
+        tenant: &TenantId,
+        parents: &[Parent],
         t: &Tables<'_>,
         st: &mut Batch,
     ) -> Result<Option<AppendRefusal>, Abort> {
-        for (index, p) in record.parents().iter().enumerate() {
-            let key = ledger_key(record.tenant(), &p.ledger);
+        for (index, p) in parents.iter().enumerate() {
+            let key = ledger_key(tenant, &p.ledger);
             if !self.load_head(&key, t, st)? {
                 return Ok(Some(AppendRefusal::ParentNotFound { index }));
             }

@@ -257,6 +257,7 @@ impl Store {
             records_total,
             next_ledger_id,
             hwm,
+            last_batch_writes: 1,
         };
         let handle = std::thread::Builder::new()
             .name("annal-committer".into())
@@ -299,7 +300,11 @@ impl Store {
 
     /// Queues an append; the ticket answers after the commit that holds it.
     pub fn append(&self, request: AppendRequest) -> Ticket<AppendResult> {
-        self.submit(|reply| Command::Append(request, reply))
+        if let Some(reason) = self.shared.failure() {
+            return Ticket::ready(Err(WriteError::Failed(reason)));
+        }
+        let prepared = crate::committer::prepare(request);
+        self.submit(|reply| Command::Append(prepared, reply))
     }
 
     /// Queues a checkpoint; refused unless it matches the tree and is newer.
