@@ -19,6 +19,9 @@ use crate::state::State;
 #[derive(Debug)]
 pub struct App {
     pub store: Arc<Store>,
+    /// The derived sled index; `None` when it could not be opened (the
+    /// daemon serves without it: see `indexer`).
+    pub index: Option<Arc<annal_store::Index>>,
     pub log: LogName,
     pub signer: Arc<NoteSigner>,
     pub admin: SecretDigest,
@@ -110,6 +113,7 @@ impl App {
             .migration_status()
             .map_err(|e| StartError::Store(format!("cannot read the migration head: {e}")))?;
         let signing_ok = register_identity(&store, &signer)?;
+        let index = crate::indexer::open(data_dir);
         let (events, rx) = Events::new();
         let policy = |burst: u32, window_s: u64| Policy {
             burst: std::num::NonZeroU32::new(burst).expect("validated non-zero"),
@@ -120,6 +124,7 @@ impl App {
             Limiter::new(policy(r.key_burst, r.key_window_s), policy(r.tenant_burst, r.tenant_window_s));
         let app = App {
             store: Arc::new(store),
+            index,
             log,
             signer: Arc::new(signer),
             admin,

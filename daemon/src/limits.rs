@@ -47,6 +47,16 @@ pub const EVENT_BATCH_MAX: usize = 256;
 pub const EXPORT_CHANNEL_CHUNKS_MAX: usize = 16;
 /// Most records an events query scans (newest first) before answering.
 pub const EVENT_SCAN_RECORDS_MAX: u64 = 100_000;
+/// Cadence of the indexing worker once the sled index is caught up.
+pub const INDEX_INTERVAL_MS: u64 = 200;
+/// Records one indexing pass indexes, about (a ledger goes in chunks of up
+/// to the store's range limit), so a pass never holds the worker for long.
+pub const INDEX_PASS_RECORDS_MAX: u64 = 4_096;
+/// How many generations a lineage answer walks up (ancestors) and down
+/// (descendants).
+pub const LINEAGE_DEPTH_MAX: u32 = 8;
+/// Most ancestors, and most descendants, one lineage answer lists.
+pub const LINEAGE_NODES_MAX: usize = 256;
 
 /// Largest config file read, in bytes.
 pub const CONFIG_FILE_BYTES_MAX: u64 = 1024 * 1024;

@@ -10,6 +10,7 @@ mod app;
 mod auth;
 mod config;
 mod events;
+mod indexer;
 mod keys;
 mod limits;
 mod metrics;
@@ -110,6 +111,24 @@ enum Command {
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+    /// The derived sled index.
+    Index {
+        #[command(subcommand)]
+        command: IndexCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum IndexCommand {
+    /// Delete the sled index and rebuild it from the store (the daemon must
+    /// be stopped). Only needed when the index directory is damaged: a
+    /// missing or stale index catches up by itself while annald runs.
+    Rebuild {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
 }
 
@@ -349,6 +368,25 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Index { command: IndexCommand::Rebuild { config, data_dir } } => {
+            let config = match Config::load(config.as_deref(), &env, &Overrides { listen: None, data_dir }) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("annald: configuration refused: {e}");
+                    return ExitCode::from(EX_CONFIG);
+                }
+            };
+            match rebuild_index(&config.storage.data_dir) {
+                Ok(n) => {
+                    println!("index rebuilt: {n} records indexed");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("annald: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Config { command: ConfigCommand::Check { config } } => {
             match Config::load(config.as_deref(), &env, &Overrides::default()) {
                 Ok(c) => {
@@ -445,6 +483,28 @@ fn export_offline(
     Ok(stats)
 }
 
+/// `annald index rebuild`: a fresh directory, so even a damaged one is replaced.
+fn rebuild_index(data_dir: &std::path::Path) -> Result<u64, String> {
+    if !data_dir.join(annal_store::DB_FILE_NAME).exists() {
+        return Err(format!("no database in {}", data_dir.display()));
+    }
+    let options = annal_store::OpenOptions { apply_pending_migrations: false, ..Default::default() };
+    let store = annal_store::Store::open(data_dir, options)
+        .map_err(|e| format!("cannot open the store (is annald running?): {e}"))?;
+    let dir = indexer::index_dir(data_dir);
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("cannot remove {}: {e}", dir.display())),
+    }
+    let index = annal_store::Index::open_with_events(&dir, indexer::event_ledger())
+        .map_err(|e| format!("cannot create the index in {}: {e}", dir.display()))?;
+    let n = index.rebuild(&store).map_err(|e| format!("rebuild failed: {e}"))?;
+    drop(index);
+    store.close().map_err(|e| format!("store did not close cleanly: {e:?}"))?;
+    Ok(n)
+}
+
 fn init_logging() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .format_timestamp_millis()
@@ -484,6 +544,17 @@ fn serve(config: Config) -> Result<(), ServeError> {
                 anchor_app.state.set_anchoring(false);
             })
         });
+        // The indexer is a worker like anchoring; without an index it has
+        // nothing to do (see indexer.rs).
+        let index_worker = match (&app.index, config.worker.enabled) {
+            (Some(index), true) => Some(tokio::spawn(indexer::run(
+                app.store.clone(),
+                index.clone(),
+                Duration::from_millis(limits::INDEX_INTERVAL_MS),
+                stop_rx.clone(),
+            ))),
+            _ => None,
+        };
         let listener = tokio::net::TcpListener::bind(config.server.listen)
             .await
             .map_err(|e| ServeError::Bind(config.server.listen, e))?;
@@ -522,6 +593,9 @@ fn serve(config: Config) -> Result<(), ServeError> {
         // Workers finish their current item, then stop.
         let _ = stop_tx.send(true);
         if let Some(worker) = anchor_worker {
+            let _ = worker.await;
+        }
+        if let Some(worker) = index_worker {
             let _ = worker.await;
         }
         let _ = events_worker.await;

@@ -7,6 +7,7 @@ mod crash;
 mod faults;
 mod harness;
 mod keys;
+mod lineage;
 mod operate;
 mod serve;
 mod tidy;

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use annal_chain::{LedgerName, TenantId};
-use annal_store::{ApiKey, RegistryRefusal, TenantStatus};
+use annal_chain::{LedgerName, Seq, TenantId};
+use annal_store::{ApiKey, Index, RegistryRefusal, Store, TenantStatus};
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
@@ -291,7 +291,8 @@ struct EventQuery {
     until_ms: Option<u64>,
 }
 
-/// Lists system events oldest first, filtered, scanning a bounded window.
+/// Lists system events oldest first, filtered: through the sled index when
+/// a request id, tenant or code is given, else by a bounded scan.
 async fn list_events(headers: HeaderMap, q: EventQuery, app: Arc<App>) -> Response {
     let r = req("GET", "GET /admin/v1/events", headers);
     admin_call(app, r, |app, _r| async move {
@@ -299,48 +300,144 @@ async fn list_events(headers: HeaderMap, q: EventQuery, app: Arc<App>) -> Respon
         if limit == 0 || limit > PAGE_LIMIT_MAX {
             return Err(ApiError::OutOfRange { detail: format!("limit must be 1..={PAGE_LIMIT_MAX}") });
         }
-        let (tenant, ledger) = (system_tenant(), events_ledger());
-        let mut after = q.after;
-        let mut scanned = 0u64;
-        let mut events = Vec::new();
-        let mut last_seen = None;
-        'scan: while scanned < EVENT_SCAN_RECORDS_MAX {
-            let batch = app
-                .store
-                .records(&tenant, &ledger, after.map(annal_chain::Seq::new), PAGE_LIMIT_MAX)
-                .map_err(read_error)?;
-            if batch.is_empty() {
-                break;
-            }
-            for entry in &batch {
-                scanned += 1;
-                let seq = entry.record.seq().get();
-                last_seen = Some(seq);
-                after = Some(seq);
-                let Ok(mut ev) = serde_json::from_slice::<serde_json::Value>(entry.record.payload()) else {
-                    continue;
-                };
-                let field = |name: &str| ev.get(name).and_then(|v| v.as_str()).map(str::to_owned);
-                let time = ev.get("time_ms").and_then(serde_json::Value::as_u64).unwrap_or(0);
-                let keep = q.tenant.as_ref().is_none_or(|t| field("tenant").as_ref() == Some(t))
-                    && q.code.as_ref().is_none_or(|c| field("code").as_ref() == Some(c))
-                    && q.request_id.as_ref().is_none_or(|id| field("request_id").as_ref() == Some(id))
-                    && q.since_ms.is_none_or(|s| time >= s)
-                    && q.until_ms.is_none_or(|u| time <= u);
-                if keep {
-                    ev["seq"] = serde_json::Value::from(seq);
-                    ev["hash"] = serde_json::Value::from(entry.hash.to_hex());
-                    events.push(ev);
-                    if events.len() as u64 == limit {
-                        break 'scan;
+        let page = tokio::task::spawn_blocking(move || match app.index.as_deref() {
+            Some(index) if indexed_field(&q).is_some() => {
+                match indexed_events(&app.store, index, &q, limit) {
+                    Err(annal_store::IndexError::Sled(e)) => {
+                        // The index is derived; redb still answers, more slowly.
+                        log::warn!("event index unavailable, scanning instead: {e}");
+                        scan_events(&app.store, &q, limit)
                     }
+                    other => other.map_err(|e| match e {
+                        annal_store::IndexError::Read(e) => read_error(e),
+                        annal_store::IndexError::Sled(_) => unreachable!("handled above"),
+                    }),
                 }
             }
-        }
-        let next = last_seen.map(|s| format!("/admin/v1/events?after={s}&limit={limit}"));
-        Ok(json(StatusCode::OK, &serde_json::json!({"events": events, "next": next, "scanned": scanned})))
+            _ => scan_events(&app.store, &q, limit),
+        })
+        .await
+        .map_err(|e| {
+            log::error!("events query task failed: {e}");
+            ApiError::Internal
+        })??;
+        let next = page.last_seen.map(|s| format!("/admin/v1/events?after={s}&limit={limit}"));
+        Ok(json(
+            StatusCode::OK,
+            &serde_json::json!({"events": page.events, "next": next, "scanned": page.scanned}),
+        ))
     })
     .await
+}
+
+/// One page of events, and how far the query looked.
+struct EventPage {
+    events: Vec<serde_json::Value>,
+    scanned: u64,
+    last_seen: Option<u64>,
+}
+
+impl EventPage {
+    /// Looks at one event record; returns true when the page is full.
+    fn consider(&mut self, entry: &annal_store::RecordEntry, q: &EventQuery, limit: u64) -> bool {
+        let seq = entry.record.seq().get();
+        self.scanned += 1;
+        self.last_seen = Some(seq);
+        let Ok(mut ev) = serde_json::from_slice::<serde_json::Value>(entry.record.payload()) else {
+            return false;
+        };
+        let field = |name: &str| ev.get(name).and_then(|v| v.as_str()).map(str::to_owned);
+        let time = ev.get("time_ms").and_then(serde_json::Value::as_u64).unwrap_or(0);
+        let keep = q.tenant.as_ref().is_none_or(|t| field("tenant").as_ref() == Some(t))
+            && q.code.as_ref().is_none_or(|c| field("code").as_ref() == Some(c))
+            && q.request_id.as_ref().is_none_or(|id| field("request_id").as_ref() == Some(id))
+            && q.since_ms.is_none_or(|s| time >= s)
+            && q.until_ms.is_none_or(|u| time <= u);
+        if keep {
+            ev["seq"] = serde_json::Value::from(seq);
+            ev["hash"] = serde_json::Value::from(entry.hash.to_hex());
+            self.events.push(ev);
+        }
+        self.events.len() as u64 == limit
+    }
+}
+
+/// An index lookup: value, after, limit → event seqs.
+type EventLookup = fn(&Index, &str, Option<Seq>, u64) -> Result<Vec<Seq>, annal_store::IndexError>;
+
+/// The most selective indexed filter given: request id, then code, then tenant.
+fn indexed_field(q: &EventQuery) -> Option<(EventLookup, &str)> {
+    let by_request_id: EventLookup = Index::events_by_request_id;
+    let by_code: EventLookup = Index::events_by_code;
+    let by_tenant: EventLookup = Index::events_by_tenant;
+    (q.request_id.as_deref().map(|v| (by_request_id, v)))
+        .or_else(|| q.code.as_deref().map(|v| (by_code, v)))
+        .or_else(|| q.tenant.as_deref().map(|v| (by_tenant, v)))
+}
+
+/// Events below the event ledger's watermark come from the index (each read
+/// back from redb, where every filter, including time, is applied again);
+/// events past it, not indexed yet, are scanned, so the answer is complete.
+fn indexed_events(
+    store: &Store,
+    index: &Index,
+    q: &EventQuery,
+    limit: u64,
+) -> Result<EventPage, annal_store::IndexError> {
+    let (tenant, ledger) = (system_tenant(), events_ledger());
+    let (lookup, value) = indexed_field(q).expect("called with an indexed filter");
+    // Read first: index entries at or past it are left to the scan below.
+    let watermark = index.watermark(&tenant, &ledger)?;
+    let mut page = EventPage { events: Vec::new(), scanned: 0, last_seen: None };
+    let mut after = q.after.map(Seq::new);
+    'index: while page.scanned < EVENT_SCAN_RECORDS_MAX {
+        let seqs = lookup(index, value, after, PAGE_LIMIT_MAX)?;
+        let Some(last) = seqs.last() else { break };
+        after = Some(*last);
+        for seq in seqs {
+            if seq.get() >= watermark {
+                break 'index;
+            }
+            // Indexed events exist: the index is built from stored records only.
+            let Some(entry) = store.record(&tenant, &ledger, seq)? else {
+                return Err(annal_store::IndexError::Sled(format!("indexed event {seq} is not stored")));
+            };
+            if page.consider(&entry, q, limit) {
+                return Ok(page);
+            }
+        }
+    }
+    let from = q.after.map_or(0, |a| a.saturating_add(1)).max(watermark);
+    let mut after = from.checked_sub(1).map(Seq::new);
+    while page.scanned < EVENT_SCAN_RECORDS_MAX {
+        let batch = store.records(&tenant, &ledger, after, PAGE_LIMIT_MAX)?;
+        let Some(last) = batch.last() else { break };
+        after = Some(last.record.seq());
+        for entry in &batch {
+            if page.consider(entry, q, limit) {
+                return Ok(page);
+            }
+        }
+    }
+    Ok(page)
+}
+
+/// Every event record after `after`, in order, within a bounded window.
+fn scan_events(store: &Store, q: &EventQuery, limit: u64) -> Result<EventPage, ApiError> {
+    let (tenant, ledger) = (system_tenant(), events_ledger());
+    let mut page = EventPage { events: Vec::new(), scanned: 0, last_seen: None };
+    let mut after = q.after.map(Seq::new);
+    while page.scanned < EVENT_SCAN_RECORDS_MAX {
+        let batch = store.records(&tenant, &ledger, after, PAGE_LIMIT_MAX).map_err(read_error)?;
+        let Some(last) = batch.last() else { break };
+        after = Some(last.record.seq());
+        for entry in &batch {
+            if page.consider(entry, q, limit) {
+                return Ok(page);
+            }
+        }
+    }
+    Ok(page)
 }
 
 async fn export_events(headers: HeaderMap, app: Arc<App>) -> Response {

@@ -55,6 +55,9 @@ pub enum ApiError {
     DbUnavailable,
     /// The signing key is not the current identity: nothing may be signed.
     SigningUnavailable,
+    /// The derived sled index cannot answer (not opened, or failing);
+    /// writes and redb reads are unaffected.
+    IndexUnavailable,
     /// Online backup needs `storage.backup_dir`.
     BackupNotConfigured,
     Internal,
@@ -110,6 +113,7 @@ impl ApiError {
             E::SigningUnavailable => {
                 (S::SERVICE_UNAVAILABLE, "signing.unavailable", "Signing key is not the current identity")
             }
+            E::IndexUnavailable => (S::SERVICE_UNAVAILABLE, "index.unavailable", "Index unavailable"),
             E::BackupNotConfigured => {
                 (S::CONFLICT, "backup.not_configured", "storage.backup_dir is not configured")
             }
@@ -163,7 +167,7 @@ pub fn problem(err: &ApiError) -> Response {
                 headers.insert("ratelimit", v);
             }
         }
-        ApiError::Overloaded | ApiError::Draining | ApiError::DbUnavailable => {
+        ApiError::Overloaded | ApiError::Draining | ApiError::DbUnavailable | ApiError::IndexUnavailable => {
             headers.insert(RETRY_AFTER, HeaderValue::from(1u32));
         }
         _ => {}

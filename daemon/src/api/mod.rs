@@ -4,6 +4,7 @@
 
 mod admin;
 mod error;
+mod lineage;
 mod ops;
 mod public;
 mod tenant;
@@ -278,6 +279,8 @@ pub fn build(
         .or(ready(app.clone()))
         .unify()
         .or(tenant::routes(app.clone()))
+        .unify()
+        .or(lineage::routes(app.clone()))
         .unify()
         .or(admin::routes(app.clone()))
         .unify()
