@@ -62,6 +62,12 @@ pub const LINEAGE_NODES_MAX: usize = 256;
 pub const CONFIG_FILE_BYTES_MAX: u64 = 1024 * 1024;
 /// Longest client-supplied `X-Request-Id` kept; longer ones are replaced.
 pub const REQUEST_ID_BYTES_MAX: usize = 128;
+/// Tenant authentications kept in memory (api::auth_cache); past this the
+/// cache is emptied, so distinct keys cost re-reads, never memory.
+pub const AUTH_CACHE_ENTRIES_MAX: usize = 4_096;
+/// Longest a cached authentication is used. Revokes and suspends invalidate
+/// the cache at once; this only bounds an entry's age as a second guard.
+pub const AUTH_CACHE_TTL_MS: u64 = 5_000;
 
 const _: () = assert!(HEADER_READ_TIMEOUT_MS_DEFAULT < REQUEST_TIMEOUT_MS_DEFAULT);
 const _: () = assert!(*HEADER_READ_TIMEOUT_MS_RANGE.start() <= HEADER_READ_TIMEOUT_MS_DEFAULT);

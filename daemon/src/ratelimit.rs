@@ -48,6 +48,9 @@ pub struct Limiter<C: Clock = DefaultClock> {
     per_key: Keyed<C>,
     per_tenant: Keyed<C>,
     key_policy: Policy,
+    /// `RateLimit-Policy` value of the key policy, rendered once: every
+    /// allowed request carries it.
+    key_policy_header: String,
     checks: AtomicU64,
 }
 
@@ -69,12 +72,14 @@ impl<C: Clock + Clone> Limiter<C> {
             per_key: RateLimiter::dashmap_with_clock(per_key.quota(), clock.clone()).with_middleware(),
             per_tenant: RateLimiter::dashmap_with_clock(per_tenant.quota(), clock.clone()).with_middleware(),
             key_policy: per_key,
+            key_policy_header: per_key.header("default"),
             checks: AtomicU64::new(0),
         }
     }
 
-    pub fn key_policy(&self) -> Policy {
-        self.key_policy
+    /// `RateLimit-Policy` header value of the key policy, named "default".
+    pub fn key_policy_header(&self) -> &str {
+        &self.key_policy_header
     }
 
     /// Takes one token from the key's bucket, then the tenant's.

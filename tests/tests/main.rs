@@ -3,6 +3,7 @@
 
 mod api;
 mod api_docs;
+mod auth_cache;
 mod crash;
 mod faults;
 mod harness;

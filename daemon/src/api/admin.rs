@@ -173,7 +173,9 @@ async fn create_tenant(headers: HeaderMap, body: Bytes, app: Arc<App>) -> Respon
         if id.as_str() == SYSTEM_TENANT {
             return Err(ApiError::TenantReserved);
         }
-        let tenant = app.store.create_tenant(&id, now_ms()).map_err(write_error)?.map_err(refusal)?;
+        let created = app.store.create_tenant(&id, now_ms());
+        app.auth_changed();
+        let tenant = created.map_err(write_error)?.map_err(refusal)?;
         app.audit(&r, format!("tenant {id} created"));
         Ok(json(StatusCode::CREATED, &tenant_json(&tenant)))
     })
@@ -221,7 +223,9 @@ async fn set_status(tenant: String, headers: HeaderMap, app: Arc<App>, status: T
     admin_call(app, r, |app, mut r| async move {
         let id = tenant_id(&tenant)?;
         r.tenant = Some(id.as_str().to_owned());
-        let t = app.store.set_tenant_status(&id, status, now_ms()).map_err(write_error)?.map_err(refusal)?;
+        let set = app.store.set_tenant_status(&id, status, now_ms());
+        app.auth_changed();
+        let t = set.map_err(write_error)?.map_err(refusal)?;
         app.audit(&r, format!("tenant {id} {}", status.as_str()));
         Ok(json(StatusCode::OK, &tenant_json(&t)))
     })
@@ -244,7 +248,9 @@ async fn issue_key(tenant: String, headers: HeaderMap, app: Arc<App>) -> Respons
             created_ms: now_ms(),
             revoked_ms: None,
         };
-        app.store.add_api_key(&row).map_err(write_error)?.map_err(refusal)?;
+        let added = app.store.add_api_key(&row);
+        app.auth_changed();
+        added.map_err(write_error)?.map_err(refusal)?;
         r.key_id = Some(issued.key_id.clone());
         app.audit(&r, format!("key {} issued for tenant {id}", issued.key_id));
         let mut body = key_json(&row);
@@ -272,7 +278,9 @@ async fn revoke_key(tenant: String, key_id: String, headers: HeaderMap, app: Arc
         let id = tenant_id(&tenant)?;
         r.tenant = Some(id.as_str().to_owned());
         r.key_id = Some(key_id.clone());
-        let key = app.store.revoke_api_key(&id, &key_id, now_ms()).map_err(write_error)?.map_err(refusal)?;
+        let revoked = app.store.revoke_api_key(&id, &key_id, now_ms());
+        app.auth_changed();
+        let key = revoked.map_err(write_error)?.map_err(refusal)?;
         app.audit(&r, format!("key {key_id} revoked for tenant {id}"));
         Ok(json(StatusCode::OK, &key_json(&key)))
     })

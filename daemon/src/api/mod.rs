@@ -3,6 +3,7 @@
 //! `tenant` and `admin`; every error goes through `error::problem`.
 
 mod admin;
+mod auth_cache;
 mod error;
 mod lineage;
 mod ops;
@@ -175,8 +176,19 @@ impl App {
             },
         )?;
         let presented = auth::parse_api_key(token).ok_or(ApiError::InvalidKey)?;
-        let row = self.store.api_key(&presented.key_id).map_err(read_error)?;
         req.key_id = Some(presented.key_id.clone());
+        // A failed store fails closed even for cached keys.
+        let store_id = Arc::as_ptr(&self.store) as usize;
+        if self.store.failure().is_none()
+            && let Some(hit) = auth_cache::get(store_id, &presented.key_id)
+            && presented.digest.matches(&auth::SecretDigest::from_bytes(hit.digest))
+        {
+            req.tenant = Some(hit.tenant.as_str().to_owned());
+            return self.rate_check(hit.tenant, &presented.key_id);
+        }
+        // Read before the store, so a revoke racing this read voids what we cache.
+        let generation = auth_cache::generation();
+        let row = self.store.api_key(&presented.key_id).map_err(read_error)?;
         let row = match row {
             Some(row) => {
                 // A known key id is attributed to its tenant even when refused,
@@ -195,13 +207,29 @@ impl App {
         if tenant.status != annal_store::TenantStatus::Active {
             return Err(ApiError::TenantSuspended);
         }
-        match self.limiter.check(row.tenant.as_str(), &row.key_id) {
+        auth_cache::put(store_id, &row.key_id, row.digest, row.tenant.clone(), generation);
+        self.rate_check(row.tenant, &row.key_id)
+    }
+
+    /// Takes a token for an authenticated key, or refuses with 429.
+    fn rate_check(
+        &self,
+        tenant: annal_chain::TenantId,
+        key_id: &str,
+    ) -> Result<(annal_chain::TenantId, Decision), ApiError> {
+        match self.limiter.check(tenant.as_str(), key_id) {
             Decision::Denied { retry_after_s } => Err(ApiError::RateLimited {
                 retry_after_s,
-                policy: self.limiter.key_policy().header("default"),
+                policy: self.limiter.key_policy_header().to_owned(),
             }),
-            allowed => Ok((row.tenant, allowed)),
+            allowed => Ok((tenant, allowed)),
         }
+    }
+
+    /// Voids every cached tenant authentication; admin handlers call it after
+    /// any write to tenants or keys, before they answer.
+    pub fn auth_changed(&self) {
+        auth_cache::invalidate();
     }
 
     /// Authenticates an admin request.
@@ -219,7 +247,7 @@ impl App {
 pub fn with_rate_headers(mut resp: Response, app: &App, decision: Decision) -> Response {
     if let Decision::Allowed { remaining, reset_s } = decision {
         let h = resp.headers_mut();
-        if let Ok(v) = HeaderValue::from_str(&app.limiter.key_policy().header("default")) {
+        if let Ok(v) = HeaderValue::from_str(app.limiter.key_policy_header()) {
             h.insert("ratelimit-policy", v);
         }
         if let Ok(v) = HeaderValue::from_str(&format!("\"default\";r={remaining};t={reset_s}")) {
