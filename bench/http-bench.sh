@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# HTTP benchmark of annald (issue 4, "Speed"): durable appends with 64
+# connections and 256-byte payloads to one hot ledger and to 64 ledgers,
+# GET /health as the HTTP ceiling in the same run, and inclusion-proof
+# latency on a 1M-record ledger. Load generator: wrk (Debian package `wrk`)
+# with the Lua scripts in bench/http/. Everything goes to 127.0.0.1; every
+# wrk run is bounded in time; the daemon and its data are removed at exit.
+#
+# Knobs (environment): DURATION_S (per shape, default 15), CONNECTIONS
+# (default 64), WRK_THREADS (default 2), FILL_RECORDS (default 1000000;
+# 0 skips the proof measurement), PROOF_CONNECTIONS (default "1 64").
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+duration_s=${DURATION_S:-15}
+connections=${CONNECTIONS:-64}
+threads=${WRK_THREADS:-2}
+fill_records=${FILL_RECORDS:-1000000}
+proof_connections=${PROOF_CONNECTIONS:-"1 64"}
+target_dir=${CARGO_TARGET_DIR:-$root/target}
+
+command -v wrk >/dev/null || { echo "wrk not found: apt-get install -y wrk" >&2; exit 2; }
+command -v curl >/dev/null || { echo "curl not found" >&2; exit 2; }
+
+(cd "$root" && cargo build --release --locked -p annal-daemon --bin annald)
+annald="$target_dir/release/annald"
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/annal-http-bench.XXXXXX")
+pid=""
+cleanup() {
+  if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+cat >"$work/annal.toml" <<TOML
+[server]
+listen = "127.0.0.1:0"
+
+[rate_limit]
+key_burst = 1000000
+tenant_burst = 1000000
+TOML
+
+RUST_LOG=${RUST_LOG:-warn,annald=info} "$annald" serve --config "$work/annal.toml" \
+  --data-dir "$work/data" 2>"$work/annald.log" &
+pid=$!
+
+addr=""
+for _ in $(seq 1 300); do
+  addr=$(sed -n 's/.*listening on \([0-9.:]*\).*/\1/p' "$work/annald.log" | head -n1)
+  [[ -n "$addr" ]] && break
+  kill -0 "$pid" 2>/dev/null || { cat "$work/annald.log" >&2; exit 1; }
+  sleep 0.1
+done
+[[ -n "$addr" ]] || { echo "annald did not start" >&2; cat "$work/annald.log" >&2; exit 1; }
+base="http://$addr"
+
+admin=$(cat "$work/data/dev-admin.key")
+curl -sf -X POST -H "Authorization: Bearer $admin" "$base/admin/v1/tenants" -d '{"id":"bench"}' >/dev/null
+key=$(curl -sf -X POST -H "Authorization: Bearer $admin" "$base/admin/v1/tenants/bench/keys" \
+  | sed 's/.*"key":"\([^"]*\)".*/\1/')
+[[ "$key" == annal_* ]] || { echo "could not create a tenant key" >&2; exit 1; }
+
+export ANNAL_BENCH_DIR="$root/bench/http" ANNAL_BENCH_KEY="$key" ANNAL_BENCH_THREADS="$threads"
+results="$work/results.txt"
+: >"$results"
+
+# run LABEL SCRIPT URL CONNECTIONS [extra env...]
+run() {
+  local label=$1 script=$2 url=$3 conns=$4
+  shift 4
+  local t=$threads
+  ((conns < t)) && t=$conns
+  env "$@" ANNAL_BENCH_LABEL="$label" wrk -t"$t" -c"$conns" -d"${duration_s}s" --timeout 10s \
+    -s "$ANNAL_BENCH_DIR/$script" "$url" | tee -a "$results" | grep -E '^RESULT|Non-2xx|Socket errors' || true
+}
+
+echo "== warm-up (3 s, not reported)"
+duration_s=3 run warmup append.lua "$base" "$connections" ANNAL_BENCH_LEDGERS=64 >/dev/null
+
+echo "== GET /health"
+run health health.lua "$base/health" "$connections"
+echo "== appends, one hot ledger"
+run append-hot append.lua "$base" "$connections" ANNAL_BENCH_LEDGERS=1
+echo "== appends, 64 ledgers"
+run append-64 append.lua "$base" "$connections" ANNAL_BENCH_LEDGERS=64
+echo "== GET /health again (drift check)"
+run health-after health.lua "$base/health" "$connections"
+
+proof_size=0
+if ((fill_records > 0)); then
+  echo "== filling ledger big with $fill_records records"
+  # wrk runs for its whole duration, so fill in short bounded runs, sizing
+  # the last one from the rate seen so far (it may overshoot by a little).
+  size=0 rate=20000 rounds=0
+  while ((size < fill_records)); do
+    rounds=$((rounds + 1))
+    ((rounds <= 200)) || { echo "fill did not finish" >&2; exit 1; }
+    secs=$(( (fill_records - size) / rate + 1 ))
+    ((secs > 10)) && secs=10
+    before=$size
+    ANNAL_BENCH_LEDGERS=1 ANNAL_BENCH_LEDGER=big ANNAL_BENCH_LABEL=fill wrk -t"$threads" -c"$connections" \
+      -d"${secs}s" --timeout 10s -s "$ANNAL_BENCH_DIR/append.lua" "$base" >/dev/null
+    size=$(curl -sf -H "Authorization: Bearer $admin" "$base/admin/v1/tenants/bench" \
+      | grep -o '"ledger":"big","size":[0-9]*' | grep -o '[0-9]*$' || echo 0)
+    (( size > before )) && rate=$(( (size - before) / secs ))
+    ((rate > 0)) || rate=1000
+  done
+  echo "ledger big: $size records"
+  curl -sf -X POST -H "Authorization: Bearer $admin" "$base/admin/v1/checkpoints" >/dev/null
+  proof_size=$(curl -sf -H "Authorization: Bearer $key" "$base/v1/ledgers/big/checkpoint" | sed -n '2p')
+  echo "ledger big: checkpoint size $proof_size"
+  if ((proof_size < fill_records)); then
+    echo "fill came up short ($proof_size < $fill_records)" >&2
+    exit 1
+  fi
+  for c in $proof_connections; do
+    echo "== inclusion proofs at $proof_size records, $c connection(s)"
+    run "proof-c$c" proof.lua "$base" "$c" ANNAL_BENCH_PROOF_SIZE="$proof_size"
+  done
+fi
+
+# The table. Fields of a RESULT line: label key=value...
+field() { sed -n "s/^RESULT $1 .*$2=\([0-9]*\).*/\1/p" "$results" | head -n1; }
+ms() { awk -v us="$1" 'BEGIN { printf "%.2f", us / 1000 }'; }
+health_rps=$(field health rps)
+echo
+echo "machine: $(nproc) CPUs, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n1); wrk -t$threads, ${duration_s}s per shape"
+printf '| %-22s | %5s | %10s | %8s | %8s | %8s | %11s | %6s |\n' \
+  shape conns "req/s" "p50 ms" "p99 ms" "non-2xx" "/health r/s" ratio
+printf '|%s|\n' "------------------------|-------|------------|----------|----------|----------|-------------|--------"
+row() {
+  local label=$1 shape=$2 conns=$3
+  local rps p50 p99 bad
+  rps=$(field "$label" rps); p50=$(field "$label" p50_us); p99=$(field "$label" p99_us); bad=$(field "$label" non2xx)
+  [[ -n "$rps" ]] || return 0
+  printf '| %-22s | %5s | %10s | %8s | %8s | %8s | %11s | %5.1f%% |\n' "$shape" "$conns" "$rps" \
+    "$(ms "$p50")" "$(ms "$p99")" "$bad" "$health_rps" "$(awk -v a="$rps" -v b="$health_rps" 'BEGIN { print 100 * a / b }')"
+}
+row health "GET /health" "$connections"
+row append-hot "append, 1 hot ledger" "$connections"
+row append-64 "append, 64 ledgers" "$connections"
+row health-after "GET /health (after)" "$connections"
+for c in $proof_connections; do
+  row "proof-c$c" "proof @ ${proof_size}" "$c"
+done
