@@ -13,8 +13,9 @@ pub const BATCH_PAYLOAD_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// just acknowledged, coming back). Never waits when the previous batch was a
 /// single write, so an idle store adds no latency.
 pub const BATCH_LINGER_US_MAX: u64 = 1000;
-/// The linger also ends when no write arrives for this long.
-pub const BATCH_LINGER_GAP_US_MAX: u64 = 250;
+/// The linger checks the queue at this interval, and ends at the first
+/// check that found nothing new.
+pub const BATCH_LINGER_POLL_US: u64 = 100;
 /// Longest idempotency key, in bytes.
 pub const IDEMPOTENCY_KEY_BYTES_MAX: usize = 256;
 /// Most records one range read returns.
@@ -37,7 +38,7 @@ pub const SCAN_CHUNK_RECORDS: u64 = 1024;
 pub const CODEC_VALUE_BYTES_MAX: usize = 4 * 1024 * 1024;
 
 const _: () = assert!(BATCH_WRITES_MAX <= QUEUE_DEPTH_MAX);
-const _: () = assert!(BATCH_LINGER_GAP_US_MAX <= BATCH_LINGER_US_MAX && BATCH_LINGER_US_MAX <= 10_000);
+const _: () = assert!(BATCH_LINGER_POLL_US <= BATCH_LINGER_US_MAX && BATCH_LINGER_US_MAX <= 10_000);
 const _: () = assert!(annal_chain::limits::PAYLOAD_BYTES_MAX + 64 * 1024 < CODEC_VALUE_BYTES_MAX);
 const _: () = assert!(annal_chain::limits::PAYLOAD_BYTES_MAX <= BATCH_PAYLOAD_BYTES_MAX);
 const _: () = assert!(MERKLE_STORED_LEVEL_MIN >= 1 && MERKLE_STORED_LEVEL_MIN <= 8);

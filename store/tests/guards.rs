@@ -452,3 +452,43 @@ fn no_public_update_or_delete() {
         }
     }
 }
+
+/// The committer lingers for as many writes as its last batch held; when
+/// fewer come, it commits what it has: a lone append after a batch of 64,
+/// and one append per ledger with invalid ones mixed in, are all answered,
+/// each with its own outcome and in ledger order.
+#[test]
+fn lingering_batches_end_and_keep_per_request_outcomes() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Arc::new(open(dir.path()));
+    let barrier = Arc::new(Barrier::new(64));
+    let threads: Vec<_> = (0..64u64)
+        .map(|i| {
+            let (s, barrier) = (s.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                let mut r = request("acme", &format!("l{}", i % 8), i, b"x", vec![]);
+                if i % 9 == 0 {
+                    r.content_type = String::new();
+                }
+                (i, s.append(r).wait().unwrap())
+            })
+        })
+        .collect();
+    let mut per_ledger = vec![Vec::new(); 8];
+    for t in threads {
+        let (i, outcome) = t.join().unwrap();
+        match outcome {
+            Ok(a) => per_ledger[(i % 8) as usize].push(a.seq.get()),
+            Err(e) => assert!(i % 9 == 0 && matches!(e, AppendRefusal::Invalid(_)), "{i}: {e:?}"),
+        }
+    }
+    for seqs in &mut per_ledger {
+        seqs.sort_unstable();
+        assert_eq!(*seqs, (0..seqs.len() as u64).collect::<Vec<_>>());
+    }
+    let lone = append(&s, request("acme", "l0", 99, b"y", vec![]));
+    assert_eq!(lone.seq.get(), per_ledger[0].len() as u64);
+    let total: usize = per_ledger.iter().map(Vec::len).sum();
+    assert_eq!(total, 64 - 8, "0, 9, ..., 63 were invalid");
+}
