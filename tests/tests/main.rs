@@ -9,6 +9,7 @@ mod faults;
 mod harness;
 mod keys;
 mod lineage;
+mod openapi;
 mod operate;
 mod serve;
 mod tidy;

@@ -128,3 +128,56 @@ fn bad_config_is_refused_with_ex_config() {
     check(Some("[server]\nconnections_max = 0\n"), &[], "server.connections_max");
     check(None, &[("ANNAL_ENVIRONMENT", "production")], "production");
 }
+
+#[test]
+fn sighup_is_ignored_and_a_second_sigterm_exits_at_once() {
+    let mut d = Daemon::start(Some("[shutdown]\ngrace_ms = 120000\n"));
+    d.signal("HUP");
+    assert_eq!(d.get("/health").status, 200, "SIGHUP does not stop the daemon");
+    // A request whose body never completes keeps the drain waiting for the grace period.
+    let mut stalled = TcpStream::connect(d.addr).expect("connect");
+    stalled
+        .write_all(b"POST /v1/verify HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        .expect("partial request");
+    assert_eq!(d.get("/health").status, 200);
+    d.signal("TERM");
+    let started = std::time::Instant::now();
+    // Bounded poll until the listener is closed: the drain has begun.
+    while std::net::TcpStream::connect(d.addr).is_ok() {
+        assert!(started.elapsed() < Duration::from_secs(30), "the listener did not close");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    d.signal("TERM");
+    let status = d.wait();
+    assert_eq!(status.code(), Some(1), "the second signal exits at once, not after the 120 s grace");
+    let log = d.log().join("\n");
+    assert!(log.contains("SIGHUP ignored") && log.contains("second signal"), "{log}");
+    drop(stalled);
+}
+
+/// Sends only a request head announcing `length` body bytes and reads the answer.
+fn announce(addr: std::net::SocketAddr, path: &str, length: &str) -> (u16, serde_json::Value) {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    let head = format!("POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{length}\r\n\r\n");
+    stream.write_all(head.as_bytes()).expect("send head");
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw);
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status line");
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
+    (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
+}
+
+#[test]
+fn bodies_are_bounded() {
+    let d = Daemon::start(None);
+    let check = |path: &str, length: &str, status: u16, code: &str| {
+        let (got, body) = announce(d.addr, path, length);
+        assert_eq!((got, body["code"].as_str()), (status, Some(code)), "{path} {length}");
+    };
+    check("/v1/ledgers/orders/records", "Content-Length: 2097152", 413, "request.too_large");
+    check("/admin/v1/tenants", "Content-Length: 65536", 413, "request.too_large");
+    check("/v1/verify", "Content-Length: 8388608", 413, "request.too_large");
+    check("/v1/ledgers/orders/records", "Transfer-Encoding: chunked", 411, "request.length_required");
+}

@@ -6,6 +6,7 @@ mod admin;
 mod auth_cache;
 mod error;
 mod lineage;
+mod openapi;
 mod ops;
 mod public;
 mod tenant;
@@ -316,6 +317,8 @@ pub fn build(
         .unify()
         .or(ops::routes(app.clone()))
         .unify()
+        .or(openapi::routes())
+        .unify()
         .boxed();
     let recover_app = app;
     let routes = routes.recover(move |r| rejection(recover_app.clone(), r)).unify();
@@ -355,11 +358,10 @@ fn ready(app: Arc<App>) -> Routes {
 }
 
 async fn rejection(app: Arc<App>, r: warp::Rejection) -> Result<Response, Infallible> {
-    let err = if r.is_not_found() {
-        ApiError::NotFound
-    } else if r.find::<warp::reject::MethodNotAllowed>().is_some() {
-        ApiError::MethodNotAllowed
-    } else if r.find::<warp::reject::PayloadTooLarge>().is_some() {
+    // Specific rejections first: warp merges the rejections of every route
+    // tried, so a too-large body on a path served by two methods would
+    // otherwise read as a wrong method.
+    let err = if r.find::<warp::reject::PayloadTooLarge>().is_some() {
         ApiError::TooLarge
     } else if r.find::<warp::reject::LengthRequired>().is_some() {
         ApiError::LengthRequired
@@ -371,6 +373,10 @@ async fn rejection(app: Arc<App>, r: warp::Rejection) -> Result<Response, Infall
         || r.find::<warp::reject::MissingHeader>().is_some()
     {
         ApiError::BadRequest { detail: "invalid or missing header".into() }
+    } else if r.is_not_found() {
+        ApiError::NotFound
+    } else if r.find::<warp::reject::MethodNotAllowed>().is_some() {
+        ApiError::MethodNotAllowed
     } else {
         log::error!("unhandled rejection: {r:?}");
         ApiError::Internal
