@@ -18,6 +18,8 @@ pub struct Pass {
 }
 
 /// Signs and stores a checkpoint for every ledger with unanchored records.
+/// All checkpoints of a pass are queued before any is awaited, so they ride
+/// one group commit instead of one commit (and one fsync) per ledger.
 pub async fn anchor_all(store: &Store, signer: &NoteSigner, log: &annal_chain::LogName) -> Pass {
     let mut pass = Pass::default();
     let ledgers = match store.ledgers() {
@@ -28,6 +30,7 @@ pub async fn anchor_all(store: &Store, signer: &NoteSigner, log: &annal_chain::L
             return pass;
         }
     };
+    let mut tickets = Vec::new();
     for (tenant, ledger, size) in ledgers {
         let state = match store.ledger_state(&tenant, &ledger) {
             Ok(Some(s)) => s,
@@ -43,10 +46,15 @@ pub async fn anchor_all(store: &Store, signer: &NoteSigner, log: &annal_chain::L
         }
         let origin = Origin::new(log.clone(), tenant.clone(), ledger.clone());
         let note = Checkpoint::new(origin, state.size, state.root).sign(signer);
-        match store
-            .store_checkpoint(CheckpointRequest { tenant: tenant.clone(), ledger: ledger.clone(), note })
-            .await
-        {
+        let ticket = store.store_checkpoint(CheckpointRequest {
+            tenant: tenant.clone(),
+            ledger: ledger.clone(),
+            note,
+        });
+        tickets.push((tenant, ledger, ticket));
+    }
+    for (tenant, ledger, ticket) in tickets {
+        match ticket.await {
             Ok(Ok(_)) => pass.signed += 1,
             Ok(Err(refusal)) => {
                 log::error!("anchoring {tenant}/{ledger}: refused: {refusal:?}");

@@ -37,6 +37,8 @@ pub struct App {
     /// nothing is signed and readiness stays red.
     pub signing_ok: bool,
     pub backup_dir: Option<PathBuf>,
+    /// Good tenant authentications, voided by every admin write to tenants or keys.
+    pub auth_cache: crate::api::auth_cache::AuthCache,
 }
 
 /// Why the daemon could not start. Each maps to an exit code in main.
@@ -137,6 +139,7 @@ impl App {
             anchor_freshness_max_ms: config.anchor.freshness_max_ms,
             signing_ok,
             backup_dir: config.storage.backup_dir.clone(),
+            auth_cache: Default::default(),
         };
         Ok((app, rx))
     }

@@ -3,7 +3,7 @@
 //! `tenant` and `admin`; every error goes through `error::problem`.
 
 mod admin;
-mod auth_cache;
+pub mod auth_cache;
 mod error;
 mod lineage;
 mod openapi;
@@ -179,16 +179,15 @@ impl App {
         let presented = auth::parse_api_key(token).ok_or(ApiError::InvalidKey)?;
         req.key_id = Some(presented.key_id.clone());
         // A failed store fails closed even for cached keys.
-        let store_id = Arc::as_ptr(&self.store) as usize;
         if self.store.failure().is_none()
-            && let Some(hit) = auth_cache::get(store_id, &presented.key_id)
+            && let Some(hit) = self.auth_cache.get(&presented.key_id)
             && presented.digest.matches(&auth::SecretDigest::from_bytes(hit.digest))
         {
             req.tenant = Some(hit.tenant.as_str().to_owned());
             return self.rate_check(hit.tenant, &presented.key_id);
         }
         // Read before the store, so a revoke racing this read voids what we cache.
-        let generation = auth_cache::generation();
+        let generation = self.auth_cache.generation();
         let row = self.store.api_key(&presented.key_id).map_err(read_error)?;
         let row = match row {
             Some(row) => {
@@ -208,7 +207,7 @@ impl App {
         if tenant.status != annal_store::TenantStatus::Active {
             return Err(ApiError::TenantSuspended);
         }
-        auth_cache::put(store_id, &row.key_id, row.digest, row.tenant.clone(), generation);
+        self.auth_cache.put(&row.key_id, row.digest, row.tenant.clone(), generation);
         self.rate_check(row.tenant, &row.key_id)
     }
 
@@ -230,7 +229,7 @@ impl App {
     /// Voids every cached tenant authentication; admin handlers call it after
     /// any write to tenants or keys, before they answer.
     pub fn auth_changed(&self) {
-        auth_cache::invalidate();
+        self.auth_cache.invalidate();
     }
 
     /// Authenticates an admin request.
