@@ -112,6 +112,8 @@ pub struct ExportVerifier {
     external_parents: u64,
     scratch: Scratch,
     proof: Vec<Hash32>,
+    /// The canonical encoding of the record being hashed, reused.
+    canonical: Vec<u8>,
 }
 
 impl ExportVerifier {
@@ -131,6 +133,7 @@ impl ExportVerifier {
             external_parents: 0,
             scratch: Scratch::default(),
             proof: Vec::new(),
+            canonical: Vec::with_capacity(1024),
         }
     }
 
@@ -253,7 +256,7 @@ impl ExportVerifier {
             Err(RecordError::BadPrev) => return Err(self.at_seq(Reason::ChainMismatch, seq)),
             Err(_) => return Err(malformed(Malformed)),
         }
-        let hash = view.hash();
+        let hash = view.hash_with(&mut self.canonical);
         if hash != rec.stated_hash {
             return Err(self.at_seq(Reason::RecordHashMismatch, seq));
         }
