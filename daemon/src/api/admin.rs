@@ -416,36 +416,38 @@ fn indexed_events(
         }
     }
     let from = q.after.map_or(0, |a| a.saturating_add(1)).max(watermark);
-    let mut after = from.checked_sub(1).map(Seq::new);
+    scan_into(store, from.checked_sub(1).map(Seq::new), &mut page, q, limit)?;
+    Ok(page)
+}
+
+/// Every event record after `after`, in order, within a bounded window.
+fn scan_events(store: &Store, q: &EventQuery, limit: u64) -> Result<EventPage, ApiError> {
+    let mut page = EventPage { events: Vec::new(), scanned: 0, last_seen: None };
+    scan_into(store, q.after.map(Seq::new), &mut page, q, limit).map_err(read_error)?;
+    Ok(page)
+}
+
+/// Adds the event records after `after` to `page`, in order, until it is
+/// full or the scan window is spent.
+fn scan_into(
+    store: &Store,
+    mut after: Option<Seq>,
+    page: &mut EventPage,
+    q: &EventQuery,
+    limit: u64,
+) -> Result<(), annal_store::ReadError> {
+    let (tenant, ledger) = (system_tenant(), events_ledger());
     while page.scanned < EVENT_SCAN_RECORDS_MAX {
         let batch = store.records(&tenant, &ledger, after, PAGE_LIMIT_MAX)?;
         let Some(last) = batch.last() else { break };
         after = Some(last.record.seq());
         for entry in &batch {
             if page.consider(entry, q, limit) {
-                return Ok(page);
+                return Ok(());
             }
         }
     }
-    Ok(page)
-}
-
-/// Every event record after `after`, in order, within a bounded window.
-fn scan_events(store: &Store, q: &EventQuery, limit: u64) -> Result<EventPage, ApiError> {
-    let (tenant, ledger) = (system_tenant(), events_ledger());
-    let mut page = EventPage { events: Vec::new(), scanned: 0, last_seen: None };
-    let mut after = q.after.map(Seq::new);
-    while page.scanned < EVENT_SCAN_RECORDS_MAX {
-        let batch = store.records(&tenant, &ledger, after, PAGE_LIMIT_MAX).map_err(read_error)?;
-        let Some(last) = batch.last() else { break };
-        after = Some(last.record.seq());
-        for entry in &batch {
-            if page.consider(entry, q, limit) {
-                return Ok(page);
-            }
-        }
-    }
-    Ok(page)
+    Ok(())
 }
 
 async fn export_events(headers: HeaderMap, app: Arc<App>) -> Response {
