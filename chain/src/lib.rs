@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+mod b64;
 mod bundle;
 mod export;
 mod failure;

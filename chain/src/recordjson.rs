@@ -119,16 +119,16 @@ pub(crate) fn read_fields<'a>(p: &mut Parser<'a>, scratch: &mut Scratch) -> Pars
     // the general path below decides, with the same checks as always.
     let decoded = p.plain_string(|text| {
         scratch.payload.clear();
-        (text.len() <= payload_text_max && STANDARD.decode_vec(text, &mut scratch.payload).is_ok())
-            .then_some(())
+        (text.len() <= payload_text_max && crate::b64::decode_into(text, &mut scratch.payload)).then_some(())
     });
     if decoded.is_none() {
         let payload = p.string()?;
         if payload.len() > payload_text_max {
             return Err(Malformed);
         }
-        scratch.payload.clear();
-        STANDARD.decode_vec(payload.as_bytes(), &mut scratch.payload).map_err(|_| Malformed)?;
+        if !crate::b64::decode_into(payload.as_bytes(), &mut scratch.payload) {
+            return Err(Malformed);
+        }
     }
     p.key("parents")?;
     scratch.parents.clear();
