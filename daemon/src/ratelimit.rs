@@ -39,8 +39,15 @@ impl Policy {
 pub enum Decision {
     /// `remaining` requests left in the bucket; it is full again in `reset_s`.
     Allowed { remaining: u32, reset_s: u64 },
-    /// Denied; a request may succeed after `retry_after_s`.
-    Denied { retry_after_s: u64 },
+    /// Denied by `bucket`; a request may succeed after `retry_after_s`.
+    Denied { retry_after_s: u64, bucket: Bucket },
+}
+
+/// Which bucket refused a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bucket {
+    Key,
+    Tenant,
 }
 
 /// Two limiters: one per API key, one per tenant. A request must pass both.
@@ -51,6 +58,7 @@ pub struct Limiter<C: Clock = DefaultClock> {
     /// `RateLimit-Policy` value of the key policy, rendered once: every
     /// allowed request carries it.
     key_policy_header: String,
+    tenant_policy_header: String,
     checks: AtomicU64,
 }
 
@@ -73,6 +81,7 @@ impl<C: Clock + Clone> Limiter<C> {
             per_tenant: RateLimiter::dashmap_with_clock(per_tenant.quota(), clock.clone()).with_middleware(),
             key_policy: per_key,
             key_policy_header: per_key.header("default"),
+            tenant_policy_header: per_tenant.header("tenant"),
             checks: AtomicU64::new(0),
         }
     }
@@ -82,22 +91,27 @@ impl<C: Clock + Clone> Limiter<C> {
         &self.key_policy_header
     }
 
+    /// `RateLimit-Policy` header value of the tenant policy, named "tenant".
+    pub fn tenant_policy_header(&self) -> &str {
+        &self.tenant_policy_header
+    }
+
     /// Takes one token from the key's bucket, then the tenant's.
     pub fn check(&self, tenant: &str, key_id: &str) -> Decision {
         if self.checks.fetch_add(1, Ordering::Relaxed) % TRIM_EVERY_CHECKS == TRIM_EVERY_CHECKS - 1 {
             self.trim();
         }
         let now = self.per_key.clock().now();
-        let denied = |not_until: governor::NotUntil<C::Instant>| {
+        let denied = |not_until: governor::NotUntil<C::Instant>, bucket| {
             let wait = not_until.wait_time_from(now);
-            Decision::Denied { retry_after_s: wait.as_secs() + u64::from(wait.subsec_nanos() > 0) }
+            Decision::Denied { retry_after_s: wait.as_secs() + u64::from(wait.subsec_nanos() > 0), bucket }
         };
         let snapshot = match self.per_key.check_key(&key_id.to_owned()) {
             Ok(s) => s,
-            Err(e) => return denied(e),
+            Err(e) => return denied(e, Bucket::Key),
         };
         if let Err(e) = self.per_tenant.check_key(&tenant.to_owned()) {
-            return denied(e);
+            return denied(e, Bucket::Tenant);
         }
         let remaining = snapshot.remaining_burst_capacity();
         // Time until the bucket is full again: one period per missing token.
@@ -137,7 +151,7 @@ mod tests {
         assert_eq!(l.check("t", "k"), Decision::Allowed { remaining: 2, reset_s: 20 });
         assert_eq!(l.check("t", "k"), Decision::Allowed { remaining: 1, reset_s: 40 });
         assert_eq!(l.check("t", "k"), Decision::Allowed { remaining: 0, reset_s: 60 });
-        assert_eq!(l.check("t", "k"), Decision::Denied { retry_after_s: 20 });
+        assert_eq!(l.check("t", "k"), Decision::Denied { retry_after_s: 20, bucket: Bucket::Key });
         // Another key of the same tenant has its own bucket.
         assert!(matches!(l.check("t", "other"), Decision::Allowed { .. }));
         clock.advance(Duration::from_secs(20));
@@ -150,7 +164,8 @@ mod tests {
         let l = Limiter::with_clock(policy(10, 60), policy(2, 60), &clock);
         assert!(matches!(l.check("t", "a"), Decision::Allowed { .. }));
         assert!(matches!(l.check("t", "b"), Decision::Allowed { .. }));
-        assert!(matches!(l.check("t", "c"), Decision::Denied { .. }));
+        assert!(matches!(l.check("t", "c"), Decision::Denied { bucket: Bucket::Tenant, .. }));
+        assert_eq!(l.tenant_policy_header(), "\"tenant\";q=2;w=60");
         assert!(matches!(l.check("u", "d"), Decision::Allowed { .. }));
     }
 

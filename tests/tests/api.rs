@@ -383,3 +383,21 @@ fn tenants_are_isolated() {
     let denials = wait_for_events(&d, "auth.invalid_key", 8);
     assert!(denials.iter().any(|e| e["tenant"] == "gamma"), "revoked key attempts are attributed");
 }
+
+#[test]
+fn a_tenant_bucket_refusal_names_the_tenant_policy() {
+    let d = Daemon::start(Some("[rate_limit]\ntenant_burst = 2\ntenant_window_s = 3600\n"));
+    let first = d.tenant_with_key("acme");
+    let admin = d.admin_key();
+    let second = d.call("POST", "/admin/v1/tenants/acme/keys", &admin, None).json()["key"]
+        .as_str()
+        .expect("second key")
+        .to_owned();
+    assert_eq!(append(&d, &first, "orders", json!(1)).status, 201);
+    assert_eq!(append(&d, &second, "orders", json!(2)).status, 201);
+    // Each key has tokens left; the tenant's bucket is empty.
+    let r = append(&d, &second, "orders", json!(3));
+    assert_eq!((r.status, code(&r)), (429, "rate.limited".to_owned()));
+    assert_eq!(r.header("ratelimit-policy"), Some("\"tenant\";q=2;w=3600"));
+    assert!(r.header("ratelimit").is_some_and(|v| v.starts_with("\"tenant\";r=0;")));
+}

@@ -44,9 +44,12 @@ pub enum ApiError {
     LengthRequired,
     TooLarge,
     UnsupportedMediaType,
+    /// Refused by the bucket `name` ("default": the key's, "tenant": the
+    /// tenant's); `policy` is that bucket's `RateLimit-Policy` value.
     RateLimited {
         retry_after_s: u64,
         policy: String,
+        name: &'static str,
     },
     Timeout,
     /// A bounded queue is full; try again shortly.
@@ -158,12 +161,12 @@ pub fn problem(err: &ApiError) -> Response {
     let headers = resp.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
     match err {
-        ApiError::RateLimited { retry_after_s, policy } => {
+        ApiError::RateLimited { retry_after_s, policy, name } => {
             headers.insert(RETRY_AFTER, HeaderValue::from(*retry_after_s));
             if let Ok(v) = HeaderValue::from_str(policy) {
                 headers.insert("ratelimit-policy", v);
             }
-            if let Ok(v) = HeaderValue::from_str(&format!("\"default\";r=0;t={retry_after_s}")) {
+            if let Ok(v) = HeaderValue::from_str(&format!("\"{name}\";r=0;t={retry_after_s}")) {
                 headers.insert("ratelimit", v);
             }
         }

@@ -28,7 +28,7 @@ use crate::app::{App, now_ms};
 use crate::auth;
 use crate::events::{Event, Kind};
 use crate::limits::REQUEST_ID_BYTES_MAX;
-use crate::ratelimit::Decision;
+use crate::ratelimit::{Bucket, Decision};
 
 pub type Response = warp::reply::Response;
 pub type BoxFuture = Pin<Box<dyn Future<Output = Response> + Send>>;
@@ -218,10 +218,13 @@ impl App {
         key_id: &str,
     ) -> Result<(annal_chain::TenantId, Decision), ApiError> {
         match self.limiter.check(tenant.as_str(), key_id) {
-            Decision::Denied { retry_after_s } => Err(ApiError::RateLimited {
-                retry_after_s,
-                policy: self.limiter.key_policy_header().to_owned(),
-            }),
+            Decision::Denied { retry_after_s, bucket } => {
+                let (name, policy) = match bucket {
+                    Bucket::Key => ("default", self.limiter.key_policy_header()),
+                    Bucket::Tenant => ("tenant", self.limiter.tenant_policy_header()),
+                };
+                Err(ApiError::RateLimited { retry_after_s, policy: policy.to_owned(), name })
+            }
             allowed => Ok((tenant, allowed)),
         }
     }
