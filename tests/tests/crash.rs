@@ -13,6 +13,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+
 use crate::harness::{Daemon, annal_verify, request};
 
 const CLIENTS: usize = 32;
@@ -113,7 +116,7 @@ fn audit(d: &Daemon, key: &str, seen: &Mutex<Ledger>) {
     let mut by_idem: HashMap<String, Vec<(u64, String)>> = HashMap::new();
     for line in text.lines().filter(|l| l.starts_with("{\"type\":\"record\"")) {
         let v: serde_json::Value = serde_json::from_str(line).expect("record line");
-        let payload = base64_decode(v["payload"].as_str().expect("payload"));
+        let payload = STANDARD.decode(v["payload"].as_str().expect("payload")).expect("base64 payload");
         let p: serde_json::Value = serde_json::from_slice(&payload).expect("json payload");
         let idem = p["idem"].as_str().expect("idem").to_owned();
         by_idem
@@ -136,21 +139,6 @@ fn audit(d: &Daemon, key: &str, seen: &Mutex<Ledger>) {
         .output()
         .expect("annal-verify");
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
-}
-
-fn base64_decode(text: &str) -> Vec<u8> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = Vec::new();
-    let (mut acc, mut bits) = (0u32, 0);
-    for c in text.bytes().filter(|&c| c != b'=') {
-        acc = (acc << 6) | ALPHABET.iter().position(|&a| a == c).expect("base64") as u32;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    out
 }
 
 fn run_cycles(signal: &str, count: usize) {

@@ -44,6 +44,14 @@ pub fn annald() -> PathBuf {
     bin
 }
 
+/// Runs `annald` with `args` (no ANNAL_ENVIRONMENT from the caller) and
+/// returns its exit code, standard output and standard error.
+pub fn run_annald(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(annald()).args(args).env_remove("ANNAL_ENVIRONMENT").output().expect("run annald");
+    let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
+    (out.status.code(), text(out.stdout), text(out.stderr))
+}
+
 /// Path of the `annal-verify` binary.
 pub fn annal_verify() -> PathBuf {
     let bin = binaries().join("annal-verify");

@@ -4,18 +4,8 @@
 //! `annal-verify --trust-key` takes. Method: run the real binary.
 
 use std::os::unix::fs::PermissionsExt as _;
-use std::process::Command;
 
-use crate::harness::annald;
-
-fn run(args: &[&str]) -> (Option<i32>, String, String) {
-    let out = Command::new(annald()).args(args).output().expect("run annald");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use crate::harness::run_annald as run;
 
 fn field<'a>(text: &'a str, name: &str) -> &'a str {
     text.lines()
