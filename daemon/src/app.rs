@@ -98,7 +98,7 @@ impl App {
         let options = OpenOptions {
             expected_head: config.migrations.expected_head,
             apply_pending_migrations: config.apply_migrations_on_start(),
-            backend: None,
+            ..OpenOptions::default()
         };
         let store = Store::open(data_dir, options).map_err(|e| match e {
             // Schema trouble is the operator's to resolve: refuse like bad config.
@@ -315,7 +315,8 @@ pub fn rotate(config: &Config, new: &Path) -> Result<(u64, NoteSigner, NoteSigne
     if new.public() == old.public() {
         return Err(RotateError::Config("the new key is the current key".into()));
     }
-    let options = OpenOptions { expected_head: None, apply_pending_migrations: false, backend: None };
+    let options =
+        OpenOptions { expected_head: None, apply_pending_migrations: false, ..OpenOptions::default() };
     let store = Store::open(data_dir, options)
         .map_err(|e| RotateError::Refused(format!("cannot open the store (is annald stopped?): {e}")))?;
     let log = store.identity_log().map_err(|e| RotateError::Refused(format!("identity log: {e:?}")))?;

@@ -70,7 +70,8 @@ fn raw_ceiling(dir: &std::path::Path, spread: u64, round: usize) -> f64 {
 /// their tickets on a few runtime threads. `threads == APPENDERS` is 64
 /// blocking OS threads.
 fn store_rate(dir: &std::path::Path, ledgers: usize, threads: usize) -> (f64, f64) {
-    let store = Arc::new(Store::open(dir, OpenOptions::default()).unwrap());
+    let options = OpenOptions { batch_linger: linger(), ..OpenOptions::default() };
+    let store = Arc::new(Store::open(dir, options).unwrap());
     let stop = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
@@ -105,6 +106,14 @@ fn store_rate(dir: &std::path::Path, ledgers: usize, threads: usize) -> (f64, f6
     (n / secs, n)
 }
 
+/// `--linger-us N`: the committer's batch linger for the append runs
+/// (default 0, as the daemon runs it).
+fn linger() -> Duration {
+    let us =
+        std::env::args().skip_while(|a| a != "--linger-us").nth(1).map(|v| v.parse().expect("--linger-us N"));
+    Duration::from_micros(us.unwrap_or(0))
+}
+
 fn main() {
     let records: u64 = std::env::args()
         .skip_while(|a| a != "--records")
@@ -113,8 +122,9 @@ fn main() {
         .unwrap_or(1_000_000);
     let base = tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| "/tmp".into())).unwrap();
     println!(
-        "annal-store bench: {PAYLOAD_BYTES}-byte payloads, {APPENDERS} appenders, {} ms per run",
-        RUN.as_millis()
+        "annal-store bench: {PAYLOAD_BYTES}-byte payloads, {APPENDERS} appenders, {} ms per run, batch linger {} us",
+        RUN.as_millis(),
+        linger().as_micros()
     );
 
     // Disk and CPU speed drift on a shared machine by up to 10x within a

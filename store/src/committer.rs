@@ -22,8 +22,8 @@ use crate::codec::{self, StoredHead, StoredIdempotency, StoredIdentity};
 use crate::error::{AppendRefusal, CheckpointRefusal, Corruption, IdentityRefusal, WriteError};
 use crate::hwm::Hwm;
 use crate::limits::{
-    BATCH_LINGER_POLL_US, BATCH_LINGER_US_MAX, BATCH_PAYLOAD_BYTES_MAX, BATCH_WRITES_MAX,
-    HEAD_CACHE_COUNT_MAX, IDEMPOTENCY_KEY_BYTES_MAX,
+    BATCH_LINGER_POLL_US, BATCH_PAYLOAD_BYTES_MAX, BATCH_WRITES_MAX, HEAD_CACHE_COUNT_MAX,
+    IDEMPOTENCY_KEY_BYTES_MAX,
 };
 use crate::schema::{
     CHECKPOINTS, IDEMPOTENCY, IDENTITY, LEDGER_NAMES, LEDGERS, META, META_NEXT_LEDGER_ID, META_RECORDS_TOTAL,
@@ -174,6 +174,8 @@ pub(crate) struct Committer {
     pub(crate) hwm: Hwm,
     /// Writes in the last committed batch: how many callers may come back.
     pub(crate) last_batch_writes: usize,
+    /// `OpenOptions::batch_linger`, capped.
+    pub(crate) linger: Duration,
 }
 
 fn corrupt(tenant: &str, ledger: &str, seq: Option<u64>, what: &'static str) -> Abort {
@@ -236,7 +238,7 @@ impl Committer {
             // one commit per few callers into one commit for all of them.
             // The wait polls instead of blocking on each arrival, so that
             // 64 arrivals do not cost 64 wake-ups of this thread.
-            let linger_until = Instant::now() + Duration::from_micros(BATCH_LINGER_US_MAX);
+            let linger_until = Instant::now() + self.linger;
             let target = self.last_batch_writes;
             let mut arrived = true;
             while batch.len() < BATCH_WRITES_MAX && payload < BATCH_PAYLOAD_BYTES_MAX {
@@ -248,7 +250,11 @@ impl Committer {
                     }
                     Err(TryRecvError::Disconnected) => break,
                     Err(TryRecvError::Empty) => {
-                        if batch.len() >= target || !arrived || Instant::now() >= linger_until {
+                        if batch.len() >= target
+                            || !arrived
+                            || self.linger.is_zero()
+                            || Instant::now() >= linger_until
+                        {
                             break;
                         }
                         arrived = false;

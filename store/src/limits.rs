@@ -8,10 +8,11 @@ pub const BATCH_WRITES_MAX: usize = 512;
 /// Most payload bytes applied in one group commit; a batch closes when it
 /// passes this, so one commit never holds more than about this much.
 pub const BATCH_PAYLOAD_BYTES_MAX: usize = 16 * 1024 * 1024;
-/// How long the committer may wait, after the first write of a batch
-/// arrives, for as many writes as its previous batch held (the callers it
-/// just acknowledged, coming back). Never waits when the previous batch was a
-/// single write, so an idle store adds no latency.
+/// Longest `OpenOptions::batch_linger` a caller may ask for: how long the
+/// committer may wait, after the first write of a batch arrives, for as many
+/// writes as its previous batch held (the callers it just acknowledged,
+/// coming back). It never waits when the previous batch was a single write,
+/// so an idle store adds no latency.
 pub const BATCH_LINGER_US_MAX: u64 = 1000;
 /// The linger checks the queue at this interval, and ends at the first
 /// check that found nothing new.

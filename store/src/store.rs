@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use annal_chain::{
     Hash32, LedgerName, Origin, Parent, Record, RecordFields, Seq, SignedNote, TenantId, consistency_proof,
@@ -123,11 +124,24 @@ pub struct OpenOptions {
     /// Use this redb backend instead of `<data dir>/annal.redb` (crash and
     /// fault tests). The high-water mark still lives in the data directory.
     pub backend: Option<Box<dyn StorageBackend>>,
+    /// How long a batch may wait for the callers of the previous batch to
+    /// come back (capped at `limits::BATCH_LINGER_US_MAX`). Zero, the
+    /// default, commits whatever is queued at once: with async callers (the
+    /// daemon) the next batch then gathers while this one commits, which
+    /// measured faster over HTTP (docs/PERFORMANCE.md). Many blocking
+    /// threads, each waiting for its own ack, fill batches better with a
+    /// linger.
+    pub batch_linger: Duration,
 }
 
 impl Default for OpenOptions {
     fn default() -> OpenOptions {
-        OpenOptions { expected_head: None, apply_pending_migrations: true, backend: None }
+        OpenOptions {
+            expected_head: None,
+            apply_pending_migrations: true,
+            backend: None,
+            batch_linger: Duration::ZERO,
+        }
     }
 }
 
@@ -258,6 +272,7 @@ impl Store {
             next_ledger_id,
             hwm,
             last_batch_writes: 1,
+            linger: options.batch_linger.min(Duration::from_micros(crate::limits::BATCH_LINGER_US_MAX)),
         };
         let handle = std::thread::Builder::new()
             .name("annal-committer".into())
