@@ -12,6 +12,10 @@ use crate::error::WriteError;
 struct Slot<T> {
     value: Option<Result<T, WriteError>>,
     waker: Option<Waker>,
+    /// A thread is (about to be) blocked in [`Ticket::wait`]. Only then does
+    /// the reply signal the condvar: `notify_all` is a futex syscall even
+    /// with no waiter, and async callers, the daemon's case, never block.
+    blocked: bool,
 }
 
 #[derive(Debug)]
@@ -35,8 +39,10 @@ pub struct Ticket<T> {
 }
 
 pub(crate) fn pair<T>() -> (Reply<T>, Ticket<T>) {
-    let shared =
-        Arc::new(Shared { slot: Mutex::new(Slot { value: None, waker: None }), ready: Condvar::new() });
+    let shared = Arc::new(Shared {
+        slot: Mutex::new(Slot { value: None, waker: None, blocked: false }),
+        ready: Condvar::new(),
+    });
     (Reply { shared: Some(shared.clone()) }, Ticket { shared })
 }
 
@@ -47,12 +53,14 @@ impl<T> Reply<T> {
 
     fn fill(&mut self, value: Result<T, WriteError>) {
         let Some(shared) = self.shared.take() else { return };
-        let waker = {
+        let (waker, blocked) = {
             let mut slot = shared.slot.lock().unwrap_or_else(PoisonError::into_inner);
             slot.value = Some(value);
-            slot.waker.take()
+            (slot.waker.take(), slot.blocked)
         };
-        shared.ready.notify_all();
+        if blocked {
+            shared.ready.notify_all();
+        }
         if let Some(w) = waker {
             w.wake();
         }
@@ -73,6 +81,9 @@ impl<T> Ticket<T> {
             if let Some(v) = slot.value.take() {
                 return v;
             }
+            // Set under the same lock the filler takes: it either sees the
+            // flag and notifies, or filled the value before this check.
+            slot.blocked = true;
             slot = self.shared.ready.wait(slot).unwrap_or_else(PoisonError::into_inner);
         }
     }
