@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use annal_chain::{LedgerName, Seq, TenantId};
 
 use crate::error::IndexError;
-use crate::limits::RANGE_RECORDS_COUNT_MAX;
+use crate::limits::{INDEX_CHUNK_RECORDS, RANGE_RECORDS_COUNT_MAX};
 use crate::store::Store;
 
 /// Layout version, part of the format stamp.
@@ -252,7 +252,7 @@ impl Index {
 
     /// Indexes past the watermarks, stopping once about `records_max`
     /// records were indexed (a ledger is indexed in chunks of at most
-    /// `RANGE_RECORDS_COUNT_MAX`), so a caller can bound one pass's work.
+    /// `INDEX_CHUNK_RECORDS`), so a caller can bound one pass's work.
     /// The first step after open checks every watermark against the store
     /// and clears the index if the store's history is not the one indexed.
     pub fn catch_up_step(&self, store: &Store, records_max: u64) -> Result<CatchUp, IndexError> {
@@ -305,7 +305,7 @@ impl Index {
         wm: Watermark,
     ) -> Result<Watermark, IndexError> {
         let after = wm.next.checked_sub(1).map(Seq::new);
-        let entries = store.records(tenant, ledger, after, RANGE_RECORDS_COUNT_MAX)?;
+        let entries = store.records(tenant, ledger, after, INDEX_CHUNK_RECORDS)?;
         let Some(last) = entries.last() else { return Ok(wm) };
         let events = self.events.as_ref().filter(|e| e.tenant == *tenant && e.ledger == *ledger);
         let mut batch = sled::Batch::default();

@@ -21,6 +21,11 @@ pub const BATCH_LINGER_POLL_US: u64 = 100;
 pub const IDEMPOTENCY_KEY_BYTES_MAX: usize = 256;
 /// Most records one range read returns.
 pub const RANGE_RECORDS_COUNT_MAX: u64 = 1000;
+/// Records the indexer reads and applies per sled batch. Small enough that
+/// the chunk's buffers come from the allocator's pools instead of fresh
+/// pages from the kernel (page faults were ~3% of annald under load with
+/// 1000), large enough that the per-chunk read transaction is amortised.
+pub const INDEX_CHUNK_RECORDS: u64 = 128;
 /// Perfect Merkle subtrees are stored from this level up; lower levels are
 /// recomputed from at most `2^level` record hashes, which keeps the node
 /// table at about 1/8 of a hash per record.
