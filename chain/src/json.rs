@@ -200,18 +200,26 @@ impl<'a> Parser<'a> {
     }
 
     /// A shortcut for long strings with a restricted alphabet (base64
-    /// payloads): the bytes up to the next `"` go to `decode`; if it accepts
-    /// them, the string is consumed. Otherwise nothing is consumed and the
-    /// caller falls back to [`Parser::string`]. Like [`Parser::fixed_string`],
-    /// `decode` must refuse `\` and control characters.
-    pub fn plain_string<T>(&mut self, decode: impl FnOnce(&[u8]) -> Option<T>) -> Option<T> {
+    /// payloads) that a decoder can delimit itself: `decode` gets the text
+    /// after the opening `"` (to the end of the input) and returns the
+    /// string's length, the index of its closing `"`, with the decoded value.
+    /// So the string is scanned once, not once for the quote and once to
+    /// decode. If `decode` returns None, nothing is consumed and the caller
+    /// falls back to [`Parser::string`]. Like [`Parser::fixed_string`],
+    /// `decode` must accept only content without `"`, `\` or control
+    /// characters, so that `string` would have returned exactly those bytes.
+    pub fn plain_string<T>(&mut self, decode: impl FnOnce(&[u8]) -> Option<(usize, T)>) -> Option<T> {
         self.ws();
-        if self.bytes().get(self.pos) != Some(&b'"') {
+        let b = self.bytes();
+        if b.get(self.pos) != Some(&b'"') {
             return None;
         }
         let start = self.pos + 1;
-        let len = self.text[start..].find('"')?;
-        let value = decode(&self.bytes()[start..start + len])?;
+        let (len, value) = decode(&b[start..])?;
+        // Cheap insurance that the decoder stopped where the string ends.
+        if b.get(start + len) != Some(&b'"') {
+            return None;
+        }
         self.pos = start + len + 1;
         Some(value)
     }

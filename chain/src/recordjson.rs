@@ -117,9 +117,9 @@ pub(crate) fn read_fields<'a>(p: &mut Parser<'a>, scratch: &mut Scratch) -> Pars
     let payload_text_max = PAYLOAD_BYTES_MAX.div_ceil(3) * 4;
     // Base64 text has no escapes, so decode it where it lies; on any failure
     // the general path below decides, with the same checks as always.
-    let decoded = p.plain_string(|text| {
-        scratch.payload.clear();
-        (text.len() <= payload_text_max && crate::b64::decode_into(text, &mut scratch.payload)).then_some(())
+    let decoded = p.plain_string(|rest| {
+        let len = crate::b64::decode_quoted(rest, &mut scratch.payload)?;
+        (len <= payload_text_max).then_some((len, ()))
     });
     if decoded.is_none() {
         let payload = p.string()?;
