@@ -109,7 +109,32 @@ impl<'a> Parser<'a> {
     }
 
     /// Expects the next member to be `name` and positions at its value.
+    ///
+    /// Inlined so that, with `name` a literal as at every call site, the fast
+    /// path compares the compact spelling `,"name":` (no `,` first in an
+    /// object) in place with a few word loads instead of a `memcmp` call.
+    /// Anything else, whitespace included, takes [`Parser::key_general`].
+    #[inline(always)]
     pub fn key(&mut self, name: &str) -> Parsed<()> {
+        let b = self.bytes();
+        let at = self.pos + usize::from(!self.first);
+        let end = at + name.len() + 3;
+        if (self.first || b.get(self.pos) == Some(&b','))
+            && b.get(at..end).is_some_and(|token| {
+                let (quote, rest) = token.split_at(1);
+                let (key, close) = rest.split_at(name.len());
+                quote == b"\"" && key == name.as_bytes() && close == b"\":"
+            })
+        {
+            self.pos = end;
+            self.first = false;
+            return Ok(());
+        }
+        self.key_general(name)
+    }
+
+    /// [`Parser::key`] for any spelling.
+    fn key_general(&mut self, name: &str) -> Parsed<()> {
         self.comma()?;
         self.eat(b'"')?;
         if !self.text[self.pos..].starts_with(name) {
@@ -474,6 +499,30 @@ mod tests {
         assert_eq!(parse(r#"{"a":1,}"#), Err(Malformed));
         assert_eq!(parse(r#"{"a":1}x"#), Err(Malformed));
         assert_eq!(parse(r#"{"a":1"#), Err(Malformed));
+    }
+
+    proptest::proptest! {
+        /// `key`'s in-place fast path ends exactly where the general path
+        /// would, and fails exactly when it would.
+        #[test]
+        fn key_fast_path_agrees_with_the_general_path(
+            pieces in proptest::collection::vec(
+                proptest::sample::select(vec![",", " ", "\"", "a", "ab", ":", "b", "\\", "\n", "}"]),
+                0..10,
+            ),
+            first in proptest::prelude::any::<bool>(),
+            name in proptest::sample::select(vec!["a", "ab", "b"]),
+            // Likely starts, so that the fast path succeeds often enough.
+            start in proptest::sample::select(vec!["", ",", "\"ab\":", ",\"ab\":", ",\"a\":", ", \"a\":"]),
+        ) {
+            let text = format!("{start}{}", pieces.concat());
+            let run = |fast: bool| {
+                let mut p = Parser { text: &text, pos: 0, depth: 1, first };
+                let result = if fast { p.key(name) } else { p.key_general(name) };
+                (result, p.pos, p.first)
+            };
+            proptest::prop_assert_eq!(run(true), run(false), "{:?}", text);
+        }
     }
 
     #[test]
