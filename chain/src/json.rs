@@ -189,21 +189,30 @@ impl<'a> Parser<'a> {
         self.ws();
         let start = self.pos;
         let b = self.bytes();
-        // One pass (every record line has three numbers); the rules are those
-        // of `note::parse_decimal_u64`: more than 20 digits without a leading
-        // zero always overflows, so no separate length check is needed.
-        let mut value = Some(0u64);
+        // One pass without overflow checks (every record line has two or
+        // more numbers): up to 19 digits cannot overflow a u64. The rules
+        // are those of `note::parse_decimal_u64`.
+        let mut value = 0u64;
         while let Some(&d) = b.get(self.pos)
             && d.is_ascii_digit()
         {
-            value = value.and_then(|v| v.checked_mul(10)?.checked_add(u64::from(d - b'0')));
+            value = value.wrapping_mul(10).wrapping_add(u64::from(d - b'0'));
             self.pos += 1;
         }
         let len = self.pos - start;
         if len == 0 || (len > 1 && b[start] == b'0') || matches!(b.get(self.pos), Some(b'.' | b'e' | b'E')) {
             return Err(Malformed);
         }
-        value.ok_or(Malformed)
+        if len >= 20 {
+            // Only some 20-digit numbers fit (more digits without a leading
+            // zero never do): recompute with checks.
+            let digits = &b[start..self.pos];
+            value = digits
+                .iter()
+                .try_fold(0u64, |v, &d| v.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+                .ok_or(Malformed)?;
+        }
+        Ok(value)
     }
 
     /// A shortcut for strings of a known length (hex hashes): if the next
