@@ -511,6 +511,15 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// The unchecked digit loop, with its checked recomputation for 20
+        /// or more digits, keeps the checkpoint's decimal rules.
+        #[test]
+        fn numbers_agree_with_parse_decimal_u64(text in "[0-9]{0,23}") {
+            let mut p = Parser::new(&text);
+            let got = p.u64().and_then(|v| p.end().map(|()| v)).ok();
+            proptest::prop_assert_eq!(got, crate::note::parse_decimal_u64(&text));
+        }
+
         /// `key`'s in-place fast path ends exactly where the general path
         /// would, and fails exactly when it would.
         #[test]
