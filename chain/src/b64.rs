@@ -5,22 +5,28 @@
 //! because it is faster for our use: it checks validity once per 8-character
 //! block, and it can find the end of a JSON string while it decodes.
 
-/// Set in a [`SHIFTED`] entry for a byte outside the alphabet. It lies above
-/// the 24 bits a quad decodes to, so OR-ing four entries keeps it visible.
-const INVALID: u32 = 1 << 31;
+/// Set in a [`PLACED`] entry for a byte outside the alphabet. It lies in the
+/// top byte, above the six output bytes of a block, so OR-ing entries keeps
+/// it visible.
+const INVALID: u64 = 1 << 63;
 
-/// `SHIFTED[i][c]` is the 6-bit value of character `c` already shifted to
-/// its place as the `i`-th character of a quad (left by `18 - 6 * i`), or
-/// [`INVALID`]. A quad decodes to the OR of four entries: one load and one OR
-/// per character, and the validity check is a single test per block.
-const SHIFTED: [[u32; 256]; 4] = {
+/// `PLACED[i][c]` holds the 6 bits of character `c` put where they land
+/// when `c` is the `i`-th character of an 8-character block that decodes
+/// to the 6 bytes `n.to_le_bytes()[..6]`; or [`INVALID`]. A block decodes to
+/// the OR of eight entries: one load and one OR per character, no shifts,
+/// and one validity test per block. The first quad of a block fills bytes
+/// 0..3, so a lone quad (the tail) uses the first four tables the same way.
+const PLACED: [[u64; 256]; 8] = {
     let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut t = [[INVALID; 256]; 4];
+    let mut t = [[INVALID; 256]; 8];
     let mut i = 0;
-    while i < 4 {
+    while i < 8 {
         let mut v = 0;
         while v < 64 {
-            t[i][alphabet[v] as usize] = (v as u32) << (18 - 6 * i);
+            // In big-endian order the block is 48 bits, character `i` at
+            // bits `42 - 6i` up: place it so, in the top six bytes, then
+            // swap so that output byte `k` is the word's byte `k`.
+            t[i][alphabet[v] as usize] = ((v as u64) << (42 - 6 * i) << 16).swap_bytes();
             v += 1;
         }
         i += 1;
@@ -28,13 +34,10 @@ const SHIFTED: [[u32; 256]; 4] = {
     t
 };
 
-/// The 24 bits of an unpadded quad, with [`INVALID`] set if any character
-/// is outside the alphabet (`=` included).
-fn quad(q: &[u8; 4]) -> u32 {
-    SHIFTED[0][q[0] as usize]
-        | SHIFTED[1][q[1] as usize]
-        | SHIFTED[2][q[2] as usize]
-        | SHIFTED[3][q[3] as usize]
+/// The 3 bytes of an unpadded quad in `n.to_le_bytes()[..3]`, with
+/// [`INVALID`] set if any character is outside the alphabet (`=` included).
+fn quad(q: &[u8; 4]) -> u64 {
+    PLACED[0][q[0] as usize] | PLACED[1][q[1] as usize] | PLACED[2][q[2] as usize] | PLACED[3][q[3] as usize]
 }
 
 /// The hot loop: decodes leading 8-character blocks of `input` that lie
@@ -49,14 +52,19 @@ fn decode_blocks(input: &[u8], out: &mut Vec<u8>) -> usize {
     let mut blocks = 0;
     let (src, _) = input.as_chunks::<8>();
     let (dst, _) = out[start..].as_chunks_mut::<6>();
-    for (src, dst) in src.iter().zip(dst) {
-        let (hi, lo) = src.split_at(4);
-        let (hi, lo) = (quad(hi.try_into().expect("4 of 8")), quad(lo.try_into().expect("4 of 8")));
-        if (hi | lo) & INVALID != 0 {
+    for (c, dst) in src.iter().zip(dst) {
+        let n = PLACED[0][c[0] as usize]
+            | PLACED[1][c[1] as usize]
+            | PLACED[2][c[2] as usize]
+            | PLACED[3][c[3] as usize]
+            | PLACED[4][c[4] as usize]
+            | PLACED[5][c[5] as usize]
+            | PLACED[6][c[6] as usize]
+            | PLACED[7][c[7] as usize];
+        if n & INVALID != 0 {
             break;
         }
-        let n = (u64::from(hi) << 24) | u64::from(lo);
-        dst.copy_from_slice(&n.to_be_bytes()[2..]);
+        dst.copy_from_slice(&n.to_le_bytes()[..6]);
         blocks += 1;
     }
     out.truncate(start + blocks * 6);
@@ -79,32 +87,31 @@ fn decode_tail(tail: &[u8], out: &mut Vec<u8>) -> bool {
         if n & INVALID != 0 {
             return false;
         }
-        out.extend_from_slice(&n.to_be_bytes()[1..]);
+        out.extend_from_slice(&n.to_le_bytes()[..3]);
     }
     // The last quad: `xx==` is one byte and `xxx=` two, and the bits that
-    // fall off the end must be zero, so that each byte string has one spelling.
+    // fall off the end (into the next byte; `A` is zero) must be zero, so
+    // that each byte string has one spelling.
     let n = match last {
         [a, b, b'=', b'='] => {
-            // `A` is zero, so only the low four bits of `b` lie below the byte.
             let n = quad(&[*a, *b, b'A', b'A']);
-            if n & 0xffff != 0 {
+            if n & 0xff00 != 0 {
                 return false;
             }
-            out.push((n >> 16) as u8);
+            out.push(n as u8);
             n
         }
         [a, b, c, b'='] => {
-            // Only the low two bits of `c` lie below the two bytes.
             let n = quad(&[*a, *b, *c, b'A']);
-            if n & 0xff != 0 {
+            if n & 0xff_0000 != 0 {
                 return false;
             }
-            out.extend_from_slice(&[(n >> 16) as u8, (n >> 8) as u8]);
+            out.extend_from_slice(&n.to_le_bytes()[..2]);
             n
         }
         _ => {
             let n = quad(last);
-            out.extend_from_slice(&n.to_be_bytes()[1..]);
+            out.extend_from_slice(&n.to_le_bytes()[..3]);
             n
         }
     };
