@@ -193,13 +193,15 @@ impl<'a> Parser<'a> {
         // more numbers): up to 19 digits cannot overflow a u64. The rules
         // are those of `note::parse_decimal_u64`.
         let mut value = 0u64;
-        while let Some(&d) = b.get(self.pos)
+        let mut end = start;
+        while let Some(&d) = b.get(end)
             && d.is_ascii_digit()
         {
             value = value.wrapping_mul(10).wrapping_add(u64::from(d - b'0'));
-            self.pos += 1;
+            end += 1;
         }
-        let len = self.pos - start;
+        self.pos = end;
+        let len = end - start;
         if len == 0 || (len > 1 && b[start] == b'0') || matches!(b.get(self.pos), Some(b'.' | b'e' | b'E')) {
             return Err(Malformed);
         }
@@ -256,6 +258,26 @@ impl<'a> Parser<'a> {
         }
         self.pos = start + len + 1;
         Some(value)
+    }
+
+    /// If the next token is the string `value` spelled plainly (no
+    /// whitespace before it, no escapes), consumes it and returns true;
+    /// otherwise consumes nothing and returns false, and the caller reads
+    /// the token with [`Parser::string`]. For a value expected almost every
+    /// time (`"record"` as a line's type); inlined so that the compare is a
+    /// few word loads.
+    #[inline(always)]
+    pub fn plain_literal(&mut self, value: &str) -> bool {
+        let end = self.pos + value.len() + 2;
+        let found = self.bytes().get(self.pos..end).is_some_and(|token| {
+            let (quote, rest) = token.split_at(1);
+            let (text, close) = rest.split_at(value.len());
+            quote == b"\"" && text == value.as_bytes() && close == b"\""
+        });
+        if found {
+            self.pos = end;
+        }
+        found
     }
 
     /// A string; borrowed when it has no escapes.
@@ -518,6 +540,29 @@ mod tests {
             let mut p = Parser::new(&text);
             let got = p.u64().and_then(|v| p.end().map(|()| v)).ok();
             proptest::prop_assert_eq!(got, crate::note::parse_decimal_u64(&text));
+        }
+
+        /// `plain_literal` consumes only what `string` would read as the
+        /// same value, and always takes the plain spelling.
+        #[test]
+        fn plain_literal_agrees_with_string(
+            pieces in proptest::collection::vec(
+                proptest::sample::select(vec!["\"", "a", "ab", "b", "\\", "\\u0061", " ", ","]),
+                0..8,
+            ),
+            start in proptest::sample::select(vec!["", "\"ab\"", "\"ab", "\"a"]),
+        ) {
+            let text = format!("{start}{}", pieces.concat());
+            let mut fast = Parser::new(&text);
+            let mut general = Parser::new(&text);
+            let value = general.string().ok();
+            if fast.plain_literal("ab") {
+                proptest::prop_assert_eq!(value.as_deref(), Some("ab"));
+                proptest::prop_assert_eq!(fast.pos, general.pos);
+            } else {
+                proptest::prop_assert_eq!(fast.pos, 0);
+                proptest::prop_assert!(!text.starts_with("\"ab\""));
+            }
         }
 
         /// `key`'s in-place fast path ends exactly where the general path
