@@ -167,35 +167,21 @@ pub fn verify_export(
     Ok(result)
 }
 
-/// Position of the first `\n`, a word at a time (std's own memchr is not
-/// public, and a byte loop showed up in profiles). Lines are hundreds of
-/// bytes, so the main loop tests 32 bytes per branch: a byte of `w` is zero
-/// iff its top bit ends up set in `(w - 0x01..) & !w` (bytes above the first
-/// zero may be flagged falsely, which only matters for the exact position,
-/// found by the word loop below).
+/// Position of the first `\n` (std's own memchr is not public, and a byte
+/// loop showed up in profiles). Lines are hundreds of bytes, so the main
+/// loop tests 32 bytes per step, written as a branch-free reduction over a
+/// fixed-size block so that the compiler turns it into a few vector
+/// compares (SSE2 on x86-64); the byte loop then finds the exact place in
+/// the block that has the newline. (A word-at-a-time loop in between saved
+/// too little to keep; a bit-mask reduction did not vectorize.)
 fn find_newline(bytes: &[u8]) -> Option<usize> {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    const NEWLINES: u64 = u64::from_ne_bytes([b'\n'; 8]);
-    let zero_bytes = |chunk: &[u8; 8]| {
-        let w = u64::from_ne_bytes(*chunk) ^ NEWLINES;
-        w.wrapping_sub(ONES) & !w
-    };
     let (blocks, _) = bytes.as_chunks::<32>();
     let mut at = 0;
     for block in blocks {
-        let (w, _) = block.as_chunks::<8>();
-        if (zero_bytes(&w[0]) | zero_bytes(&w[1]) | zero_bytes(&w[2]) | zero_bytes(&w[3])) & HIGHS != 0 {
+        if block.iter().fold(false, |seen, &b| seen | (b == b'\n')) {
             break;
         }
         at += 32;
-    }
-    let (words, _) = bytes[at..].as_chunks::<8>();
-    for word in words {
-        if zero_bytes(word) & HIGHS != 0 {
-            break;
-        }
-        at += 8;
     }
     bytes[at..].iter().position(|&b| b == b'\n').map(|i| at + i)
 }
