@@ -57,52 +57,31 @@ pub(crate) fn read_hash(p: &mut Parser<'_>) -> Parsed<Hash32> {
     Hash32::from_hex(&text).ok_or(Malformed)
 }
 
-/// Exactly what `Hash32::from_hex` accepts (64 lowercase hex digits),
-/// eight digits per step: this was the parser's second hot spot. A test
-/// checks the two agree.
+/// Exactly what `Hash32::from_hex` accepts (64 lowercase hex digits); this
+/// was the parser's second hot spot. Written as branch-free loops over
+/// fixed-size arrays, which the compiler turns into vector code (SSE2 on
+/// x86-64): 16 digits per instruction instead of one. A test checks it
+/// agrees with `from_hex`.
 fn decode_hash_hex(text: &[u8]) -> Option<Hash32> {
-    let (words, rest) = text.as_chunks::<8>();
-    if text.len() != 64 || !rest.is_empty() {
+    let text: &[u8; 64] = text.try_into().ok()?;
+    let mut nibbles = [0u8; 64];
+    let mut valid = true;
+    for (nibble, &c) in nibbles.iter_mut().zip(text) {
+        // Out-of-range bytes wrap around to large values, so one unsigned
+        // compare per range.
+        let digit = c.wrapping_sub(b'0');
+        let letter = c.wrapping_sub(b'a');
+        valid &= (digit < 10) | (letter < 6);
+        *nibble = if digit < 10 { digit } else { letter.wrapping_add(10) };
+    }
+    if !valid {
         return None;
     }
     let mut out = [0u8; 32];
-    let mut valid = u64::MAX;
-    for (slot, word) in out.as_chunks_mut::<4>().0.iter_mut().zip(words) {
-        let (bytes, ok) = hex_word(u64::from_le_bytes(*word));
-        valid &= ok;
-        *slot = bytes;
+    for (byte, [hi, lo]) in out.iter_mut().zip(nibbles.as_chunks::<2>().0) {
+        *byte = (hi << 4) | lo;
     }
-    (valid == u64::MAX).then_some(Hash32::from_bytes(out))
-}
-
-/// Decodes eight lowercase hex digits, packed in `w` in text order (first
-/// digit in the low byte), into four bytes, SWAR style: every byte of the
-/// word is tested and converted at once. The second value is all ones when
-/// all eight bytes are digits, and has some bit clear otherwise.
-fn hex_word(w: u64) -> ([u8; 4], u64) {
-    const fn each(b: u8) -> u64 {
-        u64::from_le_bytes([b; 8])
-    }
-    // Range tests per byte, valid for bytes below 0x80 (no carry crosses into
-    // the next byte): `b + (0x80 - lo)` has its top bit set iff `b >= lo`, and
-    // `b + (0x7f - hi)` iff `b > hi`. A byte of 0x80 or more fails through
-    // `!w`; a carry out of it can disturb only the bytes above it, in a word
-    // that is refused as a whole anyway.
-    let at_least = |lo: u8| w.wrapping_add(each(0x80 - lo));
-    let above = |hi: u8| w.wrapping_add(each(0x7f - hi));
-    let digit = at_least(b'0') & !above(b'9');
-    let letter = at_least(b'a') & !above(b'f');
-    let ok = (digit | letter) & !w & each(0x80);
-    // A digit's value is its low nibble; a letter's is its low nibble + 9.
-    // (For bytes that fail, the values are garbage but stay within the byte.)
-    let nibbles = (w & each(0x0f)) + ((letter & each(0x80)) >> 7) * 9;
-    // Pair the nibbles into bytes: (first << 4) | second, one per 16 bits ...
-    const LOW_BYTES: u64 = 0x00ff_00ff_00ff_00ff;
-    let pairs = ((nibbles & LOW_BYTES) << 4) | ((nibbles >> 8) & LOW_BYTES);
-    // ... then gather the four bytes into the low 32 bits, in order.
-    let quads = (pairs | (pairs >> 8)) & 0x0000_ffff_0000_ffff;
-    let bytes = (quads | (quads >> 16)) as u32;
-    (bytes.to_le_bytes(), ok | !each(0x80))
+    Some(Hash32::from_bytes(out))
 }
 
 pub(crate) fn read_hash_list(p: &mut Parser<'_>, out: &mut Vec<Hash32>) -> Parsed<()> {
@@ -240,7 +219,7 @@ mod tests {
 
     proptest::proptest! {
         /// Several bytes changed at once, near the digit ranges' edges and
-        /// above 0x7f, so that carries between bytes of a word get exercised.
+        /// above 0x7f.
         #[test]
         fn fast_hex_agrees_with_from_hex_after_many_changes(
             seed in proptest::array::uniform32(proptest::prelude::any::<u8>()),
