@@ -133,10 +133,11 @@ pub(crate) fn decode_into(input: &[u8], out: &mut Vec<u8>) -> bool {
 /// look for the closing quote first: the blocks stop at it, and valid text
 /// leaves 0, 4 or 8 characters (a padded last quad and the one before it)
 /// between the last whole block and the quote, so only those three places
-/// are looked at. If the first `"` is elsewhere, the content is not valid
-/// base64 (a length that is not a multiple of 4, or a block that did not
-/// decode ending more than 8 bytes before the quote), and any quote found
-/// later is refused with the tail, which then contains the first one.
+/// are looked at. If the first `"` is elsewhere, the content up to it is
+/// not valid base64 (its length is not a multiple of 4, or a block that
+/// failed to decode lies wholly before its last quad), so None is right;
+/// and a quote found at a later place is refused too, since the tail then
+/// contains the first one.
 /// Since every accepted byte is in the base64 alphabet or `=`, the content
 /// has no escapes or control characters.
 pub(crate) fn decode_quoted(rest: &[u8], out: &mut Vec<u8>) -> Option<usize> {

@@ -60,8 +60,8 @@ pub(crate) fn read_hash(p: &mut Parser<'_>) -> Parsed<Hash32> {
 /// Exactly what `Hash32::from_hex` accepts (64 lowercase hex digits); this
 /// was the parser's second hot spot. Written as branch-free loops over
 /// fixed-size arrays, which the compiler turns into vector code (SSE2 on
-/// x86-64): 16 digits per instruction instead of one. A test checks it
-/// agrees with `from_hex`.
+/// x86-64), 16 digits per vector instruction. Tests check it agrees with
+/// `from_hex`.
 fn decode_hash_hex(text: &[u8]) -> Option<Hash32> {
     let text: &[u8; 64] = text.try_into().ok()?;
     let mut nibbles = [0u8; 64];
