@@ -256,6 +256,20 @@ fn proofs_and_exports_verify_offline_and_fail_once_tampered() {
 }
 
 #[test]
+fn the_event_ledger_exports_before_its_first_event() {
+    let d = Daemon::start(None);
+    let events = d.call("GET", "/admin/v1/events/export", &d.admin_key(), None);
+    assert_eq!(events.status, 200, "{}", body(&events));
+    assert_eq!(events.header("cache-control"), Some("no-store"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("events.jsonl");
+    std::fs::write(&path, &events.body).expect("write events");
+    let (code_, out) = verify("export", &path, &d.trust_key());
+    assert_eq!(code_, Some(0), "{out}");
+    assert!(out.starts_with("verified: 0 records, 0 checkpoints"), "{out}");
+}
+
+#[test]
 fn history_cannot_be_rewritten_and_attempts_are_recorded() {
     let d = Daemon::start(None);
     let key = d.tenant_with_key("acme");
