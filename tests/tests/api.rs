@@ -270,6 +270,44 @@ fn the_event_ledger_exports_before_its_first_event() {
 }
 
 #[test]
+fn admin_actions_are_recorded_with_the_status_they_answered() {
+    let d = Daemon::start(None);
+    let admin = format!("Bearer {}", d.admin_key());
+    let call = |id: &str, path: &str, body: &[u8]| {
+        let headers =
+            [("Authorization", admin.as_str()), ("X-Request-Id", id), ("Content-Type", "application/json")];
+        crate::harness::request(d.addr, "POST", path, &headers, body)
+    };
+    assert_eq!(call("adm-1", "/admin/v1/tenants", br#"{"id":"acme"}"#).status, 201);
+    let issued = call("adm-2", "/admin/v1/tenants/acme/keys", b"");
+    assert_eq!(issued.status, 201);
+    let key_id = issued.json()["key_id"].as_str().expect("key id").to_owned();
+    assert_eq!(call("adm-3", &format!("/admin/v1/tenants/acme/keys/{key_id}/revoke"), b"").status, 200);
+    assert_eq!(call("adm-4", "/admin/v1/tenants/acme/suspend", b"").status, 200);
+    let expected = [
+        ("adm-1", 201, "tenant acme created".to_owned()),
+        ("adm-2", 201, format!("key {key_id} issued for tenant acme")),
+        ("adm-3", 200, format!("key {key_id} revoked for tenant acme")),
+        ("adm-4", 200, "tenant acme suspended".to_owned()),
+    ];
+    for (id, status, detail) in expected {
+        let mut event = None;
+        for _ in 0..500 {
+            let r = d.call("GET", &format!("/admin/v1/events?request_id={id}"), &d.admin_key(), None);
+            if let Some(e) = r.json()["events"].as_array().and_then(|e| e.first().cloned()) {
+                event = Some(e);
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let e = event.unwrap_or_else(|| panic!("no event for {id}"));
+        assert_eq!((e["kind"].as_str(), e["code"].as_str()), (Some("admin"), Some("ok")), "{e}");
+        assert_eq!(e["status"], status, "{e}");
+        assert_eq!(e["detail"], detail.as_str(), "{e}");
+    }
+}
+
+#[test]
 fn history_cannot_be_rewritten_and_attempts_are_recorded() {
     let d = Daemon::start(None);
     let key = d.tenant_with_key("acme");

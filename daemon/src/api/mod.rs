@@ -17,8 +17,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::HeaderMap;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderName, HeaderValue};
+use http::{HeaderMap, StatusCode};
 use tower_service::Service as _;
 use warp::Filter as _;
 
@@ -113,8 +113,13 @@ pub struct Req {
 }
 
 impl Req {
-    fn event(&self, kind: Kind, err: Option<&ApiError>, detail: Option<String>) -> Event {
-        let (status, code) = err.map_or((200, "ok"), |e| (e.status().as_u16(), e.code()));
+    /// An event for this request: refused with `Err(error)`, or answered
+    /// `Ok(status)` (a success; its code is `ok`).
+    fn event(&self, kind: Kind, outcome: Result<StatusCode, &ApiError>, detail: Option<String>) -> Event {
+        let (status, code) = match outcome {
+            Ok(status) => (status.as_u16(), "ok"),
+            Err(e) => (e.status().as_u16(), e.code()),
+        };
         Event {
             kind,
             code,
@@ -153,14 +158,16 @@ impl App {
     /// failure. The one path every handler error takes.
     pub fn fail(&self, req: &Req, err: ApiError) -> Response {
         if let Some(kind) = event_kind(&err) {
-            self.events.record(req.event(kind, Some(&err), None));
+            self.events.record(req.event(kind, Err(&err), None));
         }
         problem(&err)
     }
 
     /// Records an administrator's action.
-    pub fn audit(&self, req: &Req, detail: String) {
-        self.events.record(req.event(Kind::Admin, None, Some(detail)));
+    /// Records an administrator's action that succeeded with `status`
+    /// (the status of the response the handler is about to send).
+    pub fn audit(&self, req: &Req, status: StatusCode, detail: String) {
+        self.events.record(req.event(Kind::Admin, Ok(status), Some(detail)));
     }
 
     /// Authenticates a tenant request: key, tenant status, rate limit.
