@@ -453,14 +453,25 @@ fn no_public_update_or_delete() {
     }
 }
 
-/// The committer lingers for as many writes as its last batch held; when
-/// fewer come, it commits what it has: a lone append after a batch of 64,
-/// and one append per ledger with invalid ones mixed in, are all answered,
-/// each with its own outcome and in ledger order.
+/// With a batch linger the committer waits for as many writes as its last
+/// batch held; when fewer come, it commits what it has. Without one (the
+/// default) it commits what is queued. Either way a lone append after a
+/// batch of 64, and one append per ledger with invalid ones mixed in, are
+/// all answered, each with its own outcome and in ledger order.
 #[test]
 fn lingering_batches_end_and_keep_per_request_outcomes() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = Arc::new(open(dir.path()));
+    for linger_us in [1000, 0] {
+        let dir = tempfile::tempdir().unwrap();
+        let options = OpenOptions {
+            batch_linger: std::time::Duration::from_micros(linger_us),
+            ..OpenOptions::default()
+        };
+        batches_keep_per_request_outcomes(Store::open(dir.path(), options).expect("store opens"));
+    }
+}
+
+fn batches_keep_per_request_outcomes(s: Store) {
+    let s = Arc::new(s);
     let barrier = Arc::new(Barrier::new(64));
     let threads: Vec<_> = (0..64u64)
         .map(|i| {
