@@ -233,11 +233,12 @@ impl Committer {
         while let Ok(first) = self.rx.recv() {
             let mut payload = first.payload_bytes();
             let mut batch = vec![first];
-            // Under load the callers of the previous batch come back one by
-            // one as the acker wakes them; waiting briefly for them turns
-            // one commit per few callers into one commit for all of them.
-            // The wait polls instead of blocking on each arrival, so that
-            // 64 arrivals do not cost 64 wake-ups of this thread.
+            // Takes what is queued. With a linger (`OpenOptions::batch_linger`;
+            // zero ends the wait at the first empty poll), it also waits
+            // for the callers of the previous batch, which come back one by
+            // one as the acker wakes them: one commit for all of them
+            // instead of one per few. The wait polls instead of blocking on
+            // each arrival, so that 64 arrivals do not cost 64 wake-ups.
             let linger_until = Instant::now() + self.linger;
             let target = self.last_batch_writes;
             let mut arrived = true;
@@ -250,11 +251,7 @@ impl Committer {
                     }
                     Err(TryRecvError::Disconnected) => break,
                     Err(TryRecvError::Empty) => {
-                        if batch.len() >= target
-                            || !arrived
-                            || self.linger.is_zero()
-                            || Instant::now() >= linger_until
-                        {
+                        if batch.len() >= target || !arrived || Instant::now() >= linger_until {
                             break;
                         }
                         arrived = false;
