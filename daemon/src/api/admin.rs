@@ -176,8 +176,7 @@ async fn create_tenant(headers: HeaderMap, body: Bytes, app: Arc<App>) -> Respon
         let created = app.store.create_tenant(&id, now_ms());
         app.auth_changed();
         let tenant = created.map_err(write_error)?.map_err(refusal)?;
-        app.audit(&r, StatusCode::CREATED, format!("tenant {id} created"));
-        Ok(json(StatusCode::CREATED, &tenant_json(&tenant)))
+        Ok(app.audit(&r, format!("tenant {id} created"), json(StatusCode::CREATED, &tenant_json(&tenant))))
     })
     .await
 }
@@ -226,8 +225,7 @@ async fn set_status(tenant: String, headers: HeaderMap, app: Arc<App>, status: T
         let set = app.store.set_tenant_status(&id, status, now_ms());
         app.auth_changed();
         let t = set.map_err(write_error)?.map_err(refusal)?;
-        app.audit(&r, StatusCode::OK, format!("tenant {id} {}", status.as_str()));
-        Ok(json(StatusCode::OK, &tenant_json(&t)))
+        Ok(app.audit(&r, format!("tenant {id} {}", status.as_str()), json(StatusCode::OK, &tenant_json(&t))))
     })
     .await
 }
@@ -252,11 +250,11 @@ async fn issue_key(tenant: String, headers: HeaderMap, app: Arc<App>) -> Respons
         app.auth_changed();
         added.map_err(write_error)?.map_err(refusal)?;
         r.key_id = Some(issued.key_id.clone());
-        app.audit(&r, StatusCode::CREATED, format!("key {} issued for tenant {id}", issued.key_id));
         let mut body = key_json(&row);
         // The secret, this once; it is not stored and cannot be shown again.
         body["key"] = serde_json::Value::from(issued.token);
-        Ok(no_store(json(StatusCode::CREATED, &body)))
+        let detail = format!("key {} issued for tenant {id}", issued.key_id);
+        Ok(app.audit(&r, detail, no_store(json(StatusCode::CREATED, &body))))
     })
     .await
 }
@@ -281,8 +279,11 @@ async fn revoke_key(tenant: String, key_id: String, headers: HeaderMap, app: Arc
         let revoked = app.store.revoke_api_key(&id, &key_id, now_ms());
         app.auth_changed();
         let key = revoked.map_err(write_error)?.map_err(refusal)?;
-        app.audit(&r, StatusCode::OK, format!("key {key_id} revoked for tenant {id}"));
-        Ok(json(StatusCode::OK, &key_json(&key)))
+        Ok(app.audit(
+            &r,
+            format!("key {key_id} revoked for tenant {id}"),
+            json(StatusCode::OK, &key_json(&key)),
+        ))
     })
     .await
 }
@@ -461,10 +462,7 @@ async fn export_events(headers: HeaderMap, app: Arc<App>) -> Response {
             let mut body = Vec::new();
             annal_chain::write_header(&mut body, &app.origin(&tenant, &ledger), &app.vkeys());
             annal_chain::write_end(&mut body, 0, 0);
-            let mut resp = super::full(body);
-            resp.headers_mut()
-                .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/jsonl"));
-            return Ok(no_store(resp));
+            return Ok(export_response(super::full(body)));
         }
         stream_export(&app, &tenant, &ledger)
     })
@@ -503,10 +501,14 @@ pub fn stream_export(app: &Arc<App>, tenant: &TenantId, ledger: &LedgerName) -> 
     });
     let stream =
         futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
-    let mut resp = warp::reply::Reply::into_response(warp::reply::stream(stream));
+    Ok(export_response(warp::reply::Reply::into_response(warp::reply::stream(stream))))
+}
+
+/// An export's body as a response: JSON Lines, never cached.
+fn export_response(mut resp: Response) -> Response {
     resp.headers_mut()
         .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/jsonl"));
-    Ok(no_store(resp))
+    no_store(resp)
 }
 
 struct ChannelWriter {
@@ -538,8 +540,8 @@ async fn anchor_now(headers: HeaderMap, app: Arc<App>) -> Response {
             log::warn!("anchor now: {} signed, {} failed", pass.signed, pass.failed);
             return Err(ApiError::DbUnavailable);
         }
-        app.audit(&r, StatusCode::OK, format!("anchor now: {} signed", pass.signed));
-        Ok(json(StatusCode::OK, &serde_json::json!({"signed": pass.signed})))
+        let resp = json(StatusCode::OK, &serde_json::json!({"signed": pass.signed}));
+        Ok(app.audit(&r, format!("anchor now: {} signed", pass.signed), resp))
     })
     .await
 }

@@ -164,10 +164,11 @@ impl App {
     }
 
     /// Records an administrator's action.
-    /// Records an administrator's action that succeeded with `status`
-    /// (the status of the response the handler is about to send).
-    pub fn audit(&self, req: &Req, status: StatusCode, detail: String) {
-        self.events.record(req.event(Kind::Admin, Ok(status), Some(detail)));
+    /// Records an administrator's action that succeeded, with the status of
+    /// `resp`, the response it answers, and passes the response on.
+    pub fn audit(&self, req: &Req, detail: String, resp: Response) -> Response {
+        self.events.record(req.event(Kind::Admin, Ok(resp.status()), Some(detail)));
+        resp
     }
 
     /// Authenticates a tenant request: key, tenant status, rate limit.

@@ -37,15 +37,10 @@ async fn backup(headers: HeaderMap, app: Arc<App>) -> Response {
     .await;
     match result {
         Ok(Ok(stats)) => {
-            app.audit(
-                &r,
-                StatusCode::CREATED,
-                format!("backup written to {} ({} records)", dir.display(), stats.records_total),
-            );
-            json(
-                StatusCode::CREATED,
-                &serde_json::json!({"path": dir.display().to_string(), "records_total": stats.records_total}),
-            )
+            let detail = format!("backup written to {} ({} records)", dir.display(), stats.records_total);
+            let body =
+                serde_json::json!({"path": dir.display().to_string(), "records_total": stats.records_total});
+            app.audit(&r, detail, json(StatusCode::CREATED, &body))
         }
         Ok(Err(e)) => {
             log::error!("backup to {} failed: {e}", dir.display());
