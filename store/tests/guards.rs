@@ -240,21 +240,23 @@ fn migrations_are_checked_at_open() {
     assert_eq!(annal_store::migrate_up(fresh.path()).unwrap().head, head);
 }
 
+/// Opens the store in `dir`, appends the records `seqs` to acme/orders and
+/// closes it cleanly.
+fn append_and_close(dir: &std::path::Path, seqs: std::ops::Range<u64>) {
+    let s = open(dir);
+    for i in seqs {
+        append(&s, request("acme", "orders", i, b"x", vec![]));
+    }
+    s.close().unwrap();
+}
+
 #[test]
 fn rollback_guard_refuses_an_older_copy() {
     let dir = tempfile::tempdir().unwrap();
     let db_path = dir.path().join(annal_store::DB_FILE_NAME);
-    let s = open(dir.path());
-    for i in 0..5 {
-        append(&s, request("acme", "orders", i, b"x", vec![]));
-    }
-    s.close().unwrap();
+    append_and_close(dir.path(), 0..5);
     let old = std::fs::read(&db_path).unwrap();
-    let s = open(dir.path());
-    for i in 5..8 {
-        append(&s, request("acme", "orders", i, b"x", vec![]));
-    }
-    s.close().unwrap();
+    append_and_close(dir.path(), 5..8);
     std::fs::write(&db_path, &old).unwrap();
     let err = Store::open(dir.path(), OpenOptions::default()).unwrap_err();
     assert!(matches!(err, OpenError::RolledBack { .. }), "{err}");
@@ -266,11 +268,7 @@ fn rollback_guard_refuses_a_copy_missing_the_last_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let db_path = dir.path().join(annal_store::DB_FILE_NAME);
     let signer = test_signer(LOG, 1);
-    let s = open(dir.path());
-    for i in 0..4 {
-        append(&s, request("acme", "orders", i, b"x", vec![]));
-    }
-    s.close().unwrap();
+    append_and_close(dir.path(), 0..4);
     let old = std::fs::read(&db_path).unwrap();
     let s = open(dir.path());
     let st = s.ledger_state(&tenant("acme"), &ledger("orders")).unwrap().unwrap();
