@@ -8,7 +8,7 @@
 //! already present) is a broken invariant: the whole transaction is dropped,
 //! nobody is acknowledged, and the store fails.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
 use std::time::{Duration, Instant};
@@ -22,18 +22,19 @@ use crate::codec::{self, StoredHead, StoredIdempotency, StoredIdentity};
 use crate::error::{AppendRefusal, CheckpointRefusal, Corruption, IdentityRefusal, WriteError};
 use crate::hwm::Hwm;
 use crate::limits::{
-    BATCH_LINGER_POLL_US, BATCH_PAYLOAD_BYTES_MAX, BATCH_WRITES_MAX, HEAD_CACHE_COUNT_MAX,
-    IDEMPOTENCY_KEY_BYTES_MAX,
+    BATCH_LINGER_POLL_US, BATCH_PAYLOAD_BYTES_MAX, BATCH_WRITES_MAX, DIRECT_APPENDS_MIN,
+    HEAD_CACHE_COUNT_MAX, IDEMPOTENCY_KEY_BYTES_MAX, TAIL_BYTES_MAX, TAIL_FLUSH_COMMITS, TAIL_RECORDS_MAX,
 };
 use crate::schema::{
-    CHECKPOINTS, IDEMPOTENCY, IDENTITY, LEDGER_NAMES, LEDGERS, META, META_NEXT_LEDGER_ID, META_RECORDS_TOTAL,
-    NODES, RECORDS,
+    CHECKPOINTS, IDEMPOTENCY, IDENTITY, LEDGER_NAMES, LEDGERS, LOG, META, META_NEXT_LEDGER_ID,
+    META_RECORDS_TOTAL, NODES, RECORDS,
 };
 use crate::store::{
     AppendRequest, Appended, CheckpointRequest, CheckpointStored, IdentityEntry, Position, Shared, ledger_key,
 };
+use crate::tail::{LedgerTail, Tails, advance_head, log_value};
 use crate::ticket::Reply;
-use crate::tree::{TreeView, append_leaf, stored_level};
+use crate::tree::TreeView;
 
 pub(crate) type AppendResult = Result<Appended, AppendRefusal>;
 pub(crate) type CheckpointResult = Result<CheckpointStored, CheckpointRefusal>;
@@ -119,6 +120,7 @@ struct Tables<'t> {
     checkpoints: Table<'t, (u64, u64), &'static str>,
     idempotency: Table<'t, &'static [u8], &'static [u8]>,
     identity: Table<'t, u64, &'static [u8]>,
+    log: Table<'t, u64, &'static [u8]>,
 }
 
 impl<'t> Tables<'t> {
@@ -132,6 +134,7 @@ impl<'t> Tables<'t> {
             checkpoints: txn.open_table(CHECKPOINTS)?,
             idempotency: txn.open_table(IDEMPOTENCY)?,
             identity: txn.open_table(IDENTITY)?,
+            log: txn.open_table(LOG)?,
         })
     }
 }
@@ -143,6 +146,10 @@ struct Batch {
     records_total: u64,
     next_ledger_id: u64,
     checkpoint: Option<(u64, u64, [u8; 32])>,
+    /// Appends per ledger key in the batch as it was taken off the queue.
+    counts: HashMap<String, usize>,
+    /// Ledgers writing straight to `records` in this batch.
+    direct: HashSet<String>,
 }
 
 /// Replies for one committed (or dropped) batch, handed to the acker thread.
@@ -176,6 +183,16 @@ pub(crate) struct Committer {
     pub(crate) last_batch_writes: usize,
     /// `OpenOptions::batch_linger`, capped.
     pub(crate) linger: Duration,
+    /// Ledgers whose newest records are in the log (tail.rs), as committed
+    /// plus the batch being applied.
+    pub(crate) tails: Tails,
+    /// Records and record bytes in `tails`.
+    pub(crate) tail_records: usize,
+    pub(crate) tail_bytes: usize,
+    /// The next log position.
+    pub(crate) log_next: u64,
+    /// Commits since the tails were last flushed.
+    pub(crate) commits_since_flush: u64,
 }
 
 fn corrupt(tenant: &str, ledger: &str, seq: Option<u64>, what: &'static str) -> Abort {
@@ -265,9 +282,14 @@ impl Committer {
                 }
                 continue;
             }
-            self.commit_batch(batch);
+            let flush = self.flush_due();
+            self.commit_batch(batch, flush);
         }
-        // Every sender is gone: the store is closing. Leave the mark on disk.
+        // Every sender is gone: the store is closing. Leave the tails in the
+        // ledger tables (so the next open replays nothing) and the mark on disk.
+        if self.shared.failure().is_none() && !self.tails.is_empty() {
+            self.commit_batch(Vec::new(), true);
+        }
         if self.shared.failure().is_none()
             && let Err(e) = self.hwm.sync()
         {
@@ -275,16 +297,34 @@ impl Committer {
         }
     }
 
-    fn commit_batch(&mut self, batch: Vec<Command>) {
+    fn flush_due(&self) -> bool {
+        !self.tails.is_empty()
+            && (self.commits_since_flush >= TAIL_FLUSH_COMMITS
+                || self.tail_records >= TAIL_RECORDS_MAX
+                || self.tail_bytes >= TAIL_BYTES_MAX)
+    }
+
+    fn commit_batch(&mut self, batch: Vec<Command>, flush: bool) {
         let mut replies = Vec::with_capacity(BATCH_WRITES_MAX);
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        for cmd in &batch {
+            if let Command::Append(p, _) = cmd {
+                *counts.entry(p.key.clone()).or_default() += 1;
+            }
+        }
         let mut state = Batch {
             heads: HashMap::new(),
             records_total: self.records_total,
             next_ledger_id: self.next_ledger_id,
             checkpoint: None,
+            counts,
+            direct: HashSet::new(),
         };
-        match self.apply(batch, &mut replies, &mut state) {
+        let saved = (self.tails.clone(), self.tail_records, self.tail_bytes, self.log_next);
+        match self.apply(batch, &mut replies, &mut state, flush) {
             Ok(outcomes) => {
+                self.commits_since_flush = if flush { 0 } else { self.commits_since_flush + 1 };
+                self.shared.publish_tails(self.tails.clone());
                 self.records_total = state.records_total;
                 self.next_ledger_id = state.next_ledger_id;
                 if self.heads.len() + state.heads.len() > HEAD_CACHE_COUNT_MAX {
@@ -319,6 +359,7 @@ impl Committer {
                 // The cache may hold nothing from the dropped batch, but be
                 // sure: the next batch rereads from the database.
                 self.heads.clear();
+                (self.tails, self.tail_records, self.tail_bytes, self.log_next) = saved;
                 self.ack(replies.into_iter().map(|r| (r, Err(err.clone()))).collect());
             }
         }
@@ -338,13 +379,21 @@ impl Committer {
         batch: Vec<Command>,
         replies: &mut Vec<AnyReply>,
         st: &mut Batch,
+        flush: bool,
     ) -> Result<Vec<Outcome>, Abort> {
         let mut txn = self.shared.db.begin_write()?;
         // Explicit, never the default: an ack means the commit is on disk.
         txn.set_durability(Durability::Immediate)?;
+        if flush {
+            // Every log entry is moved below, in this transaction.
+            txn.delete_table(LOG)?;
+        }
         let mut outcomes = Vec::with_capacity(BATCH_WRITES_MAX);
         {
             let mut t = Tables::open(&txn)?;
+            if flush {
+                self.flush_tails(&mut t)?;
+            }
             let mut payload: usize = batch.iter().map(Command::payload_bytes).sum();
             let mut next = batch;
             while !next.is_empty() {
@@ -381,8 +430,15 @@ impl Committer {
                 }
             }
             for (key, (head, changed)) in &st.heads {
-                if *changed {
-                    t.ledgers.insert(key.as_str(), codec::encode(head).as_slice())?;
+                if !*changed {
+                    continue;
+                }
+                match self.tails.get_mut(key) {
+                    // Written to `ledgers` when the tail is flushed.
+                    Some(tail) => Arc::make_mut(tail).head = head.clone(),
+                    None => {
+                        t.ledgers.insert(key.as_str(), codec::encode(head).as_slice())?;
+                    }
                 }
             }
             t.meta.insert(META_RECORDS_TOTAL, st.records_total)?;
@@ -392,12 +448,34 @@ impl Committer {
         Ok(outcomes)
     }
 
+    /// Moves every tail into the ledger tables (the log was deleted).
+    fn flush_tails(&mut self, t: &mut Tables<'_>) -> Result<(), Abort> {
+        for (key, tail) in &self.tails {
+            let id = tail.head.id;
+            for (i, value) in tail.records.iter().enumerate() {
+                if t.records.insert((id, tail.first + i as u64), &value[..])?.is_some() {
+                    return Err(Abort::Invariant("record key already present"));
+                }
+            }
+            for (&(level, index), h) in &tail.nodes {
+                if t.nodes.insert((id, level, index), h)?.is_some() {
+                    return Err(Abort::Invariant("merkle node already present"));
+                }
+            }
+            t.ledgers.insert(key.as_str(), codec::encode(&tail.head).as_slice())?;
+        }
+        self.tails.clear();
+        (self.tail_records, self.tail_bytes, self.log_next) = (0, 0, 0);
+        Ok(())
+    }
+
     /// Brings a ledger's head into the batch; false if the ledger does not exist.
     fn load_head(&self, key: &str, t: &Tables<'_>, st: &mut Batch) -> Result<bool, Abort> {
         if st.heads.contains_key(key) {
             return Ok(true);
         }
-        let head = match self.heads.get(key) {
+        let cached = self.tails.get(key).map(|tail| &tail.head).or_else(|| self.heads.get(key));
+        let head = match cached {
             Some(h) => h.clone(),
             None => match t.ledgers.get(key)? {
                 Some(v) => codec::decode::<StoredHead>(v.value()).map_err(|_| {
@@ -411,7 +489,10 @@ impl Committer {
         Ok(true)
     }
 
-    fn stored_hash(t: &Tables<'_>, id: u64, seq: u64) -> Result<Option<[u8; 32]>, Abort> {
+    fn stored_hash(&self, t: &Tables<'_>, key: &str, id: u64, seq: u64) -> Result<Option<[u8; 32]>, Abort> {
+        if let Some(v) = self.tails.get(key).and_then(|tail| tail.get(seq)) {
+            return Ok(codec::peek_hash(v));
+        }
         Ok(t.records.get((id, seq))?.and_then(|v| codec::peek_hash(v.value())))
     }
 
@@ -494,33 +575,53 @@ impl Committer {
             };
             st.heads.insert(key.clone(), (head, true));
         }
+        // Where this ledger's records go in this batch (fixed for the batch).
+        let logged = if self.tails.contains_key(&key) {
+            true
+        } else if st.direct.contains(&key) {
+            false
+        } else if st.counts.get(&key).copied().unwrap_or(0) >= DIRECT_APPENDS_MIN {
+            st.direct.insert(key.clone());
+            false
+        } else {
+            // A tail starts here: every record below it must be in `records`.
+            let head = &st.heads[&key].0;
+            if next > 0 && t.records.get((head.id, next - 1))?.is_none() {
+                return Err(Abort::Invariant("append would leave a gap"));
+            }
+            self.tails.insert(key.clone(), Arc::new(LedgerTail::new(head.clone())));
+            true
+        };
         let (head, changed) = st.heads.get_mut(&key).expect("loaded or created above");
         let id = head.id;
         assert_eq!(head.next_seq, next, "the head did not move under this request");
-        // The table-level guard behind the head check: never overwrite, never skip.
-        if t.records.insert((id, next), value.as_slice())?.is_some() {
-            return Err(Abort::Invariant("record key already present"));
-        }
-        if next > 0 && t.records.get((id, next - 1))?.is_none() {
-            return Err(Abort::Invariant("append would leave a gap"));
-        }
-        let mut peaks: Vec<Hash32> = head.peaks.iter().map(|p| Hash32::from_bytes(*p)).collect();
-        let mut new_nodes: Vec<(u32, u64, Hash32)> = Vec::new();
-        append_leaf(next, &mut peaks, hash, &mut |level, index, h| {
-            if stored_level(level) {
-                new_nodes.push((level, index, h));
-            }
-        });
-        for (level, index, h) in new_nodes {
-            let level = u8::try_from(level).expect("tree levels fit u8");
-            if t.nodes.insert((id, level, index), h.as_bytes())?.is_some() {
-                return Err(Abort::Invariant("merkle node already present"));
-            }
-        }
-        head.peaks = peaks.iter().map(|p| *p.as_bytes()).collect();
-        head.next_seq = next + 1;
-        head.head_hash = *hash.as_bytes();
+        let nodes = advance_head(head, hash);
         *changed = true;
+        if logged {
+            let tail = Arc::make_mut(self.tails.get_mut(&key).expect("created above"));
+            assert_eq!(tail.first + tail.records.len() as u64, next, "a tail is contiguous");
+            if t.log.insert(self.log_next, log_value(id, next, &value).as_slice())?.is_some() {
+                return Err(Abort::Invariant("log position already used"));
+            }
+            self.log_next += 1;
+            self.tail_records += 1;
+            self.tail_bytes += value.len();
+            tail.records.push(Arc::from(value));
+            tail.nodes.extend(nodes.into_iter().map(|(level, index, h)| ((level, index), h)));
+        } else {
+            // The table-level guard behind the head check: never overwrite, never skip.
+            if t.records.insert((id, next), value.as_slice())?.is_some() {
+                return Err(Abort::Invariant("record key already present"));
+            }
+            if next > 0 && self.stored_hash(t, &key, id, next - 1)?.is_none() {
+                return Err(Abort::Invariant("append would leave a gap"));
+            }
+            for (level, index, h) in nodes {
+                if t.nodes.insert((id, level, index), &h)?.is_some() {
+                    return Err(Abort::Invariant("merkle node already present"));
+                }
+            }
+        }
         if let (Some(k), Some(content)) = (&req.idempotency_key, content) {
             let row = codec::encode(&StoredIdempotency { seq: next, hash: *hash.as_bytes(), content });
             t.idempotency.insert(idempotency_key(id, k).as_slice(), row.as_slice())?;
@@ -545,7 +646,7 @@ impl Committer {
             if p.seq.get() >= head.next_seq {
                 return Ok(Some(AppendRefusal::ParentNotFound { index }));
             }
-            match Self::stored_hash(t, head.id, p.seq.get())? {
+            match self.stored_hash(t, &key, head.id, p.seq.get())? {
                 None => {
                     return Err(corrupt(
                         &head.tenant,
@@ -594,7 +695,8 @@ impl Committer {
                 .ok_or_else(|| corrupt(&head.tenant, &head.ledger, None, "head peaks do not match its size"))?
                 .root()
         } else {
-            let mut view = TreeView::new(head.id, &head.tenant, &head.ledger, &t.records, &t.nodes);
+            let tail = self.tails.get(&key).map(|tail| &**tail);
+            let mut view = TreeView::new(head.id, &head.tenant, &head.ledger, &t.records, &t.nodes, tail);
             let root = view.root(cp.size);
             match view.error {
                 None => root,

@@ -17,6 +17,7 @@ mod maintenance;
 mod registry;
 mod schema;
 mod store;
+mod tail;
 mod ticket;
 mod tree;
 

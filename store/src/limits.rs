@@ -33,6 +33,19 @@ pub const MERKLE_STORED_LEVEL_MIN: u32 = 4;
 /// The high-water-mark file is fsynced at least every this many commits
 /// (and always on checkpoint and close); it is written after every commit.
 pub const HWM_FSYNC_COMMITS_MAX: u64 = 256;
+/// A ledger with at least this many appends in one group commit writes them
+/// straight to `records`; one with fewer (and any ledger with a tail) goes
+/// through the append log. ~12 records fill a 4 KiB leaf: below that, a
+/// ledger's own leaf per commit costs more than the log's share plus the
+/// later flush.
+pub const DIRECT_APPENDS_MIN: usize = 8;
+/// Tails are flushed into the ledger tables at least every this many
+/// commits, which bounds the log replayed at open.
+pub const TAIL_FLUSH_COMMITS: u64 = 64;
+/// ... or once they hold this many records ...
+pub const TAIL_RECORDS_MAX: usize = 16_384;
+/// ... or this many bytes (tails are held in memory until flushed).
+pub const TAIL_BYTES_MAX: usize = 32 * 1024 * 1024;
 /// Ledger heads the committer keeps in memory between batches.
 pub const HEAD_CACHE_COUNT_MAX: usize = 65_536;
 /// Export output is handed to the writer in chunks of about this size.
@@ -47,4 +60,5 @@ const _: () = assert!(BATCH_WRITES_MAX <= QUEUE_DEPTH_MAX);
 const _: () = assert!(BATCH_LINGER_POLL_US <= BATCH_LINGER_US_MAX && BATCH_LINGER_US_MAX <= 10_000);
 const _: () = assert!(annal_chain::limits::PAYLOAD_BYTES_MAX + 64 * 1024 < CODEC_VALUE_BYTES_MAX);
 const _: () = assert!(annal_chain::limits::PAYLOAD_BYTES_MAX <= BATCH_PAYLOAD_BYTES_MAX);
+const _: () = assert!(TAIL_FLUSH_COMMITS >= 1 && TAIL_BYTES_MAX >= 2 * BATCH_PAYLOAD_BYTES_MAX);
 const _: () = assert!(MERKLE_STORED_LEVEL_MIN >= 1 && MERKLE_STORED_LEVEL_MIN <= 8);

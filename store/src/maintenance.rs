@@ -10,7 +10,7 @@ use redb::{ReadableTable, TableDefinition};
 use crate::error::{MaintenanceError, ReadError};
 use crate::hwm::{self, Hwm, Mark};
 use crate::schema::{
-    API_KEYS, CHECKPOINTS, IDEMPOTENCY, IDENTITY, LEDGER_NAMES, LEDGERS, META, META_RECORDS_TOTAL,
+    API_KEYS, CHECKPOINTS, IDEMPOTENCY, IDENTITY, LEDGER_NAMES, LEDGERS, LOG, META, META_RECORDS_TOTAL,
     MIGRATIONS, NODES, OUTBOX, RECORDS, TENANTS, WEBHOOKS,
 };
 use crate::store::{DB_FILE_NAME, OpenOptions, Store, decode_record};
@@ -113,6 +113,7 @@ impl Store {
         copy_table(&snap.txn, &txn, API_KEYS)?;
         copy_table(&snap.txn, &txn, WEBHOOKS)?;
         copy_table(&snap.txn, &txn, OUTBOX)?;
+        copy_table(&snap.txn, &txn, LOG)?;
         txn.commit().map_err(db_err)?;
         drop(dst);
         let hwm_path = dir.join(hwm::FILE_NAME);
@@ -159,37 +160,39 @@ impl Store {
             let mut peaks: Vec<Hash32> = Vec::new();
             let mut prev = Hash32::ZERO;
             let mut seq = 0u64;
-            let mut bad_node = None;
-            for entry in records.range((head.id, 0)..(head.id, u64::MAX)).map_err(|e| self.storage(e))? {
-                let (k, v) = entry.map_err(|e| self.storage(e))?;
-                if k.value().1 != seq {
-                    report.failure = fail(Some(seq), "record missing (seq gap)");
-                    return Ok(report);
+            let tail = snap.tail(&head);
+            let split = snap.tail_first(&head);
+            // Checks the record stored under `key` as the next one; `Ok(Some)`
+            // is the first failure.
+            let mut visit = |key: u64, value: &[u8]| -> Result<Option<CheckFailure>, ReadError> {
+                if key != seq {
+                    return Ok(fail(Some(seq), "record missing (seq gap)"));
                 }
-                let (_record, stored) = match decode_record(&head, seq, prev, v.value()) {
+                let (_record, stored) = match decode_record(&head, seq, prev, value) {
                     Ok(r) => r,
-                    Err(ReadError::Corrupt(c)) => {
-                        report.failure = fail(c.seq, c.what);
-                        return Ok(report);
-                    }
+                    Err(ReadError::Corrupt(c)) => return Ok(fail(c.seq, c.what)),
                     Err(e) => return Err(e),
                 };
                 let hash = Hash32::from_bytes(stored.hash);
+                let mut bad_node = None;
                 append_leaf(seq, &mut peaks, hash, &mut |level, index, h| {
                     if bad_node.is_none() && stored_level(level) {
                         let level8 = u8::try_from(level).expect("levels fit u8");
-                        match nodes.get((head.id, level8, index)) {
-                            Ok(Some(n)) if n.value() == *h.as_bytes() => {}
+                        let stored = match tail.and_then(|t| t.node(level8, index)) {
+                            Some(n) => Ok(Some(n)),
+                            None => nodes.get((head.id, level8, index)).map(|n| n.map(|n| n.value())),
+                        };
+                        match stored {
+                            Ok(Some(n)) if n == *h.as_bytes() => {}
                             Ok(_) => bad_node = Some(Ok(())),
                             Err(e) => bad_node = Some(Err(e)),
                         }
                     }
                 });
-                match bad_node.take() {
+                match bad_node {
                     None => {}
                     Some(Ok(())) => {
-                        report.failure = fail(Some(seq), "stored merkle node differs from the records");
-                        return Ok(report);
+                        return Ok(fail(Some(seq), "stored merkle node differs from the records"));
                     }
                     Some(Err(e)) => return Err(self.storage(e)),
                 }
@@ -200,24 +203,41 @@ impl Store {
                     report.checkpoints += 1;
                     let root = CompactRange::from_parts(seq, peaks.clone()).expect("peaks match size").root();
                     let Ok(cp) = SignedCheckpoint::parse(text) else {
-                        report.failure = fail(Some(*size), "checkpoint does not parse");
-                        return Ok(report);
+                        return Ok(fail(Some(*size), "checkpoint does not parse"));
                     };
                     if *size != seq || cp.checkpoint.size != seq || cp.checkpoint.root != root {
-                        report.failure = fail(Some(*size), "checkpoint root differs from the records");
-                        return Ok(report);
+                        return Ok(fail(Some(*size), "checkpoint root differs from the records"));
                     }
                     if cp.checkpoint.origin.tenant().as_str() != head.tenant
                         || cp.checkpoint.origin.ledger().as_str() != head.ledger
                     {
-                        report.failure = fail(Some(*size), "checkpoint origin is another ledger");
-                        return Ok(report);
+                        return Ok(fail(Some(*size), "checkpoint origin is another ledger"));
                     }
                     if cp.note.verify(&keys).is_err() {
-                        report.failure = fail(Some(*size), "checkpoint signature does not verify");
-                        return Ok(report);
+                        return Ok(fail(Some(*size), "checkpoint signature does not verify"));
                     }
                 }
+                Ok(None)
+            };
+            let mut failure = None;
+            for entry in records.range((head.id, 0)..(head.id, split)).map_err(|e| self.storage(e))? {
+                let (k, v) = entry.map_err(|e| self.storage(e))?;
+                failure = visit(k.value().1, v.value())?;
+                if failure.is_some() {
+                    break;
+                }
+            }
+            if let (None, Some(tail)) = (&failure, tail) {
+                for (i, v) in tail.records.iter().enumerate() {
+                    failure = visit(tail.first + i as u64, v)?;
+                    if failure.is_some() {
+                        break;
+                    }
+                }
+            }
+            if failure.is_some() {
+                report.failure = failure;
+                return Ok(report);
             }
             if let Some((size, _)) = next_cp.next() {
                 report.failure = fail(Some(*size), "checkpoint beyond the records");

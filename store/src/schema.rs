@@ -31,6 +31,9 @@ pub(crate) const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("t
 pub(crate) const API_KEYS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("api_keys");
 pub(crate) const WEBHOOKS: TableDefinition<&str, &[u8]> = TableDefinition::new("webhook_endpoints");
 pub(crate) const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("webhook_outbox");
+/// Log position → ledger id (LE) ‖ seq (LE) ‖ `StoredRecord`: records not yet
+/// moved into `records` (tail.rs). Emptied by every flush.
+pub(crate) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("append_log");
 
 pub(crate) const META_RECORDS_TOTAL: &str = "records_total";
 pub(crate) const META_NEXT_LEDGER_ID: &str = "next_ledger_id";
@@ -80,6 +83,11 @@ fn control_plane(txn: &WriteTransaction) -> Result<(), redb::Error> {
     Ok(())
 }
 
+fn append_log(txn: &WriteTransaction) -> Result<(), redb::Error> {
+    txn.open_table(LOG)?;
+    Ok(())
+}
+
 /// The migration steps, in order. Never edit an applied step: add one.
 pub static MIGRATION_STEPS: &[Migration] = &[
     Migration {
@@ -97,6 +105,13 @@ pub static MIGRATION_STEPS: &[Migration] = &[
         definition: "tenants:&str->&[u8]; api_keys:&[u8;32 sha256]->&[u8]; \
             webhook_endpoints:&str->&[u8]; webhook_outbox:u64->&[u8]",
         apply: control_plane,
+    },
+    Migration {
+        id: 3,
+        name: "append log",
+        definition: "append_log:u64->(ledger id u64 LE, seq u64 LE, StoredRecord); holds the records \
+            of ledger tails not yet in records, emptied by every flush",
+        apply: append_log,
     },
 ];
 

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -25,6 +25,7 @@ use crate::schema::{
     self, CHECKPOINTS, IDENTITY, LEDGERS, META, META_NEXT_LEDGER_ID, META_RECORDS_TOTAL, MigrationStatus,
     NODES, RECORDS,
 };
+use crate::tail::{LedgerTail, Tails, head_key};
 use crate::ticket::{Ticket, pair};
 use crate::tree::TreeView;
 
@@ -175,6 +176,8 @@ pub(crate) struct Shared {
     pub(crate) db: redb::Database,
     failed_flag: AtomicBool,
     failed: Mutex<Option<String>>,
+    /// The committed tails (tail.rs), replaced after every commit.
+    tails: RwLock<Arc<Tails>>,
 }
 
 impl Shared {
@@ -185,6 +188,11 @@ impl Shared {
             *f = Some(reason);
         }
         self.failed_flag.store(true, Ordering::Release);
+    }
+
+    /// Makes `tails` what readers see; called after a commit, before its acks.
+    pub(crate) fn publish_tails(&self, tails: Tails) {
+        *self.tails.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(tails);
     }
 
     pub(crate) fn failure(&self) -> Option<String> {
@@ -260,7 +268,13 @@ impl Store {
             }
         };
         let hwm = Hwm::open(&hwm_path, mark).map_err(io_err(&hwm_path))?;
-        let shared = Arc::new(Shared { db, failed_flag: AtomicBool::new(false), failed: Mutex::new(None) });
+        let recovered = crate::tail::recover(&db)?;
+        let shared = Arc::new(Shared {
+            db,
+            failed_flag: AtomicBool::new(false),
+            failed: Mutex::new(None),
+            tails: RwLock::new(Arc::new(recovered.tails.clone())),
+        });
         let (tx, rx) = sync_channel(QUEUE_DEPTH_MAX);
         let (acks, acker) = crate::committer::spawn_acker().map_err(io_err(data_dir))?;
         let committer = Committer {
@@ -273,6 +287,11 @@ impl Store {
             hwm,
             last_batch_writes: 1,
             linger: options.batch_linger.min(Duration::from_micros(crate::limits::BATCH_LINGER_US_MAX)),
+            tail_records: recovered.tails.values().map(|t| t.records.len()).sum(),
+            tail_bytes: recovered.tails.values().map(|t| t.bytes()).sum(),
+            tails: recovered.tails,
+            log_next: recovered.log_next,
+            commits_since_flush: 0,
         };
         let handle = std::thread::Builder::new()
             .name("annal-committer".into())
@@ -364,7 +383,9 @@ impl Store {
     }
 
     pub(crate) fn snapshot(&self) -> Result<Snapshot<'_>, ReadError> {
-        Ok(Snapshot { store: self, txn: self.read_txn()? })
+        // The tails first: see tail.rs for why this order is safe.
+        let tails = self.shared.tails.read().unwrap_or_else(PoisonError::into_inner).clone();
+        Ok(Snapshot { store: self, tails, txn: self.read_txn()? })
     }
 
     pub fn ledger_state(
@@ -581,6 +602,7 @@ fn guard(db: &redb::Database, mark: &Mark, records_total: u64) -> Result<(), Ope
 /// One consistent read view.
 pub(crate) struct Snapshot<'s> {
     store: &'s Store,
+    tails: Arc<Tails>,
     pub(crate) txn: ReadTransaction,
 }
 
@@ -630,13 +652,29 @@ impl Snapshot<'_> {
         self.store.storage(e)
     }
 
+    /// The ledger's tail, if it has records in the log.
+    pub(crate) fn tail(&self, head: &StoredHead) -> Option<&LedgerTail> {
+        if self.tails.is_empty() {
+            return None;
+        }
+        self.tails.get(&head_key(head)).map(|t| &**t)
+    }
+
+    /// The first seq read from the tail (the head's size when there is none).
+    pub(crate) fn tail_first(&self, head: &StoredHead) -> u64 {
+        self.tail(head).map_or(head.next_seq, |t| t.first)
+    }
+
     pub(crate) fn head(
         &self,
         tenant: &TenantId,
         ledger: &LedgerName,
     ) -> Result<Option<StoredHead>, ReadError> {
-        let table = self.txn.open_table(LEDGERS).map_err(|e| self.err(e))?;
         let key = ledger_key(tenant, ledger);
+        if let Some(tail) = self.tails.get(&key) {
+            return Ok(Some(tail.head.clone()));
+        }
+        let table = self.txn.open_table(LEDGERS).map_err(|e| self.err(e))?;
         let Some(v) = table.get(key.as_str()).map_err(|e| self.err(e))? else { return Ok(None) };
         let head: StoredHead = codec::decode(v.value()).map_err(|_| {
             ReadError::Corrupt(Corruption {
@@ -649,22 +687,32 @@ impl Snapshot<'_> {
         Ok(Some(head))
     }
 
+    /// Every ledger's head, in key order.
     pub(crate) fn heads(&self) -> Result<Vec<StoredHead>, ReadError> {
         let table = self.txn.open_table(LEDGERS).map_err(|e| self.err(e))?;
-        let mut out = Vec::new();
+        let mut out = std::collections::BTreeMap::new();
+        for (key, tail) in self.tails.iter() {
+            out.insert(key.clone(), tail.head.clone());
+        }
         for entry in table.iter().map_err(|e| self.err(e))? {
             let (k, v) = entry.map_err(|e| self.err(e))?;
+            if self.tails.contains_key(k.value()) {
+                continue;
+            }
             let (tenant, ledger) = k.value().split_once('/').unwrap_or((k.value(), ""));
-            out.push(codec::decode(v.value()).map_err(|_| {
-                ReadError::Corrupt(Corruption {
-                    tenant: tenant.into(),
-                    ledger: ledger.into(),
-                    seq: None,
-                    what: "ledger row does not decode",
-                })
-            })?);
+            out.insert(
+                k.value().to_owned(),
+                codec::decode(v.value()).map_err(|_| {
+                    ReadError::Corrupt(Corruption {
+                        tenant: tenant.into(),
+                        ledger: ledger.into(),
+                        seq: None,
+                        what: "ledger row does not decode",
+                    })
+                })?,
+            );
         }
-        Ok(out)
+        Ok(out.into_values().collect())
     }
 
     pub(crate) fn with_tree<T>(
@@ -680,7 +728,7 @@ impl Snapshot<'_> {
     ) -> Result<T, ReadError> {
         let records = self.txn.open_table(RECORDS).map_err(|e| self.err(e))?;
         let nodes = self.txn.open_table(NODES).map_err(|e| self.err(e))?;
-        let mut view = TreeView::new(head.id, &head.tenant, &head.ledger, &records, &nodes);
+        let mut view = TreeView::new(head.id, &head.tenant, &head.ledger, &records, &nodes, self.tail(head));
         let out = f(&mut view);
         match view.error {
             None => Ok(out),
@@ -719,31 +767,47 @@ impl Snapshot<'_> {
             return Ok(Vec::new());
         }
         let table = self.txn.open_table(RECORDS).map_err(|e| self.err(e))?;
+        let tail = self.tail(head);
+        let split = self.tail_first(head).clamp(from, end);
         let mut prev = if from == 0 {
             Hash32::ZERO
         } else {
-            let v = table.get((head.id, from - 1)).map_err(|e| self.err(e))?;
-            let h = v
-                .and_then(|v| codec::peek_hash(v.value()))
-                .ok_or_else(|| corruption(head, Some(from - 1), "record below head missing"))?;
-            Hash32::from_bytes(h)
+            let h = match tail.and_then(|t| t.get(from - 1)) {
+                Some(v) => codec::peek_hash(v),
+                None => table
+                    .get((head.id, from - 1))
+                    .map_err(|e| self.err(e))?
+                    .and_then(|v| codec::peek_hash(v.value())),
+            };
+            Hash32::from_bytes(
+                h.ok_or_else(|| corruption(head, Some(from - 1), "record below head missing"))?,
+            )
         };
         let mut out = Vec::new();
         let mut expect = from;
-        for entry in table.range((head.id, from)..(head.id, end)).map_err(|e| self.err(e))? {
-            let (k, v) = entry.map_err(|e| self.err(e))?;
-            let seq = k.value().1;
+        let mut take = |seq: u64, value: &[u8], prev: &mut Hash32| -> Result<(), ReadError> {
             if seq != expect {
                 return Err(corruption(head, Some(expect), "record below head missing"));
             }
-            let (record, stored) = decode_record(head, seq, prev, v.value())?;
+            let (record, stored) = decode_record(head, seq, *prev, value)?;
             let hash = Hash32::from_bytes(stored.hash);
             if seq + 1 == head.next_seq && hash.as_bytes() != &head.head_hash {
                 return Err(corruption(head, Some(seq), "last record is not the ledger head"));
             }
-            prev = hash;
+            *prev = hash;
             expect += 1;
             out.push(RecordEntry { record, hash });
+            Ok(())
+        };
+        for entry in table.range((head.id, from)..(head.id, split)).map_err(|e| self.err(e))? {
+            let (k, v) = entry.map_err(|e| self.err(e))?;
+            take(k.value().1, v.value(), &mut prev)?;
+        }
+        if let Some(tail) = tail {
+            for seq in split..end {
+                let Some(v) = tail.get(seq) else { break };
+                take(seq, v, &mut prev)?;
+            }
         }
         if expect != end {
             return Err(corruption(head, Some(expect), "record below head missing"));
@@ -764,10 +828,12 @@ impl Snapshot<'_> {
         let mut cp_iter = cps.range((head.id, 0)..=(head.id, u64::MAX)).map_err(|e| self.err(e))?.peekable();
         let records = self.txn.open_table(RECORDS).map_err(|e| self.err(e))?;
         let nodes = self.txn.open_table(NODES).map_err(|e| self.err(e))?;
-        let mut tree = TreeView::new(head.id, &head.tenant, &head.ledger, &records, &nodes);
+        let tail = self.tail(head);
+        let split = self.tail_first(head);
+        let mut tree = TreeView::new(head.id, &head.tenant, &head.ledger, &records, &nodes, tail);
         let mut prev = Hash32::ZERO;
         let mut checkpoints = 0u64;
-        let mut iter = records.range((head.id, 0)..(head.id, head.next_seq)).map_err(|e| self.err(e))?;
+        let mut iter = records.range((head.id, 0)..(head.id, split)).map_err(|e| self.err(e))?;
         for seq in 0..=head.next_seq {
             loop {
                 let size = match cp_iter.peek() {
@@ -793,15 +859,23 @@ impl Snapshot<'_> {
             if seq == head.next_seq {
                 break;
             }
-            let (k, v) = match iter.next() {
-                Some(Ok(kv)) => kv,
-                Some(Err(e)) => return Err(self.err(e).into()),
-                None => return Err(corruption(head, Some(seq), "record below head missing").into()),
+            let guard;
+            let value: &[u8] = if seq >= split {
+                tail.and_then(|t| t.get(seq))
+                    .ok_or_else(|| corruption(head, Some(seq), "record below head missing"))?
+            } else {
+                let (k, v) = match iter.next() {
+                    Some(Ok(kv)) => kv,
+                    Some(Err(e)) => return Err(self.err(e).into()),
+                    None => return Err(corruption(head, Some(seq), "record below head missing").into()),
+                };
+                if k.value().1 != seq {
+                    return Err(corruption(head, Some(seq), "record below head missing").into());
+                }
+                guard = v;
+                guard.value()
             };
-            if k.value().1 != seq {
-                return Err(corruption(head, Some(seq), "record below head missing").into());
-            }
-            let (record, stored) = decode_record(head, seq, prev, v.value())?;
+            let (record, stored) = decode_record(head, seq, prev, value)?;
             let proofs: Vec<Vec<Hash32>> = record
                 .parents()
                 .iter()

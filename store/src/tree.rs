@@ -10,6 +10,7 @@ use redb::ReadableTable;
 use crate::codec;
 use crate::error::{Corruption, ReadError};
 use crate::limits::MERKLE_STORED_LEVEL_MIN;
+use crate::tail::LedgerTail;
 
 const GROUP_LEAVES: u64 = 1 << MERKLE_STORED_LEVEL_MIN;
 
@@ -42,13 +43,15 @@ pub(crate) fn stored_level(level: u32) -> bool {
     level >= MERKLE_STORED_LEVEL_MIN
 }
 
-/// Proof source over one read (or write) transaction's tables.
+/// Proof source over one read (or write) transaction's tables and the
+/// ledger's tail (records and nodes not yet in those tables).
 pub(crate) struct TreeView<'a, R, N> {
     id: u64,
     tenant: &'a str,
     ledger: &'a str,
     records: &'a R,
     nodes: &'a N,
+    tail: Option<&'a LedgerTail>,
     /// The last aligned leaf group read: (group start, its leaf hashes).
     groups: Vec<(u64, Vec<Hash32>)>,
     pub(crate) error: Option<ReadError>,
@@ -59,8 +62,15 @@ where
     R: ReadableTable<(u64, u64), &'static [u8]>,
     N: ReadableTable<(u64, u8, u64), [u8; 32]>,
 {
-    pub(crate) fn new(id: u64, tenant: &'a str, ledger: &'a str, records: &'a R, nodes: &'a N) -> Self {
-        TreeView { id, tenant, ledger, records, nodes, groups: Vec::with_capacity(2), error: None }
+    pub(crate) fn new(
+        id: u64,
+        tenant: &'a str,
+        ledger: &'a str,
+        records: &'a R,
+        nodes: &'a N,
+        tail: Option<&'a LedgerTail>,
+    ) -> Self {
+        TreeView { id, tenant, ledger, records, nodes, tail, groups: Vec::with_capacity(2), error: None }
     }
 
     fn corrupt(&mut self, seq: u64, what: &'static str) -> Hash32 {
@@ -87,7 +97,10 @@ where
             return Ok(i);
         }
         let mut leaves = Vec::with_capacity(GROUP_LEAVES as usize);
-        let range = match self.records.range((self.id, start)..(self.id, start + GROUP_LEAVES)) {
+        let end = start + GROUP_LEAVES;
+        // Seqs from the tail's first are read from the tail.
+        let split = self.tail.map_or(end, |t| t.first.clamp(start, end));
+        let range = match self.records.range((self.id, start)..(self.id, split)) {
             Ok(r) => r,
             Err(e) => return Err(self.storage(e)),
         };
@@ -105,6 +118,17 @@ where
                 None => return Err(self.corrupt(seq, "record value too short")),
             }
         }
+        if let Some(tail) = self.tail
+            && leaves.len() as u64 == split - start
+        {
+            for seq in split..end {
+                let Some(value) = tail.get(seq) else { break };
+                match codec::peek_hash(value) {
+                    Some(h) => leaves.push(Hash32::from_bytes(h)),
+                    None => return Err(self.corrupt(seq, "record value too short")),
+                }
+            }
+        }
         if self.groups.len() == 2 {
             self.groups.remove(0);
         }
@@ -120,6 +144,9 @@ where
         let first = index << level;
         if stored_level(level) {
             let level_u8 = u8::try_from(level).expect("tree levels fit u8");
+            if let Some(h) = self.tail.and_then(|t| t.node(level_u8, index)) {
+                return Hash32::from_bytes(h);
+            }
             return match self.nodes.get((self.id, level_u8, index)) {
                 Ok(Some(v)) => Hash32::from_bytes(v.value()),
                 Ok(None) => self.corrupt(first, "merkle node missing"),

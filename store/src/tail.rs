@@ -1,0 +1,205 @@
+//! The append log and the unflushed tails it holds (docs/STORE.md, "The
+//! append log").
+//!
+//! A ledger that gets only a few records per group commit would dirty its own
+//! `records` leaf, ledger row and node leaf in every commit: with 64 such
+//! ledgers one commit wrote ~90 pages where the same bytes appended in key
+//! order take ~12. So those records go to the `log` table, keyed by one
+//! store-wide position (sequential, a few pages per commit), and their
+//! ledger's new head and Merkle nodes stay in memory: the ledger's *tail*.
+//! Every `TAIL_FLUSH_COMMITS` commits (or when the tails grow past their
+//! limits, and at close) one commit moves every tail into `records`,
+//! `merkle_nodes` and `ledgers` and empties the log. Each record is then in
+//! exactly one of the two places, in the same transaction.
+//!
+//! Readers take the published tails *before* their read transaction. A flush
+//! committed in between can then only make a record visible twice (in the
+//! tail and in `records`), never hide it, and readers take seqs at or past a
+//! tail's `first` from the tail. At open the log is replayed onto the
+//! flushed heads, re-checking every hash and link as a read does.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::sync::Arc;
+
+use annal_chain::Hash32;
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
+
+use crate::codec::{self, StoredHead};
+use crate::error::{Corruption, OpenError, ReadError};
+use crate::schema::{CHECKPOINTS, LEDGER_NAMES, LEDGERS, LOG};
+use crate::store::decode_record;
+use crate::tree::{append_leaf, stored_level};
+
+/// Bytes before the stored record in a log value: ledger id, seq (both LE).
+pub(crate) const LOG_PREFIX_BYTES: usize = 16;
+
+/// One ledger's records that are in the log, not yet in `records`.
+#[derive(Clone, Debug)]
+pub(crate) struct LedgerTail {
+    /// The head including the tail (written to `ledgers` at flush).
+    pub(crate) head: StoredHead,
+    /// Seq of `records[0]`; every seq below it is in `records`.
+    pub(crate) first: u64,
+    /// Stored record values (hash set), seqs `first..`.
+    pub(crate) records: Vec<Arc<[u8]>>,
+    /// Merkle nodes at stored levels completed by the tail.
+    pub(crate) nodes: HashMap<(u8, u64), [u8; 32]>,
+}
+
+impl LedgerTail {
+    pub(crate) fn new(head: StoredHead) -> LedgerTail {
+        LedgerTail { first: head.next_seq, head, records: Vec::new(), nodes: HashMap::new() }
+    }
+
+    /// The stored value of `seq`, if it is in this tail.
+    pub(crate) fn get(&self, seq: u64) -> Option<&[u8]> {
+        let i = usize::try_from(seq.checked_sub(self.first)?).ok()?;
+        self.records.get(i).map(|r| &r[..])
+    }
+
+    pub(crate) fn node(&self, level: u8, index: u64) -> Option<[u8; 32]> {
+        self.nodes.get(&(level, index)).copied()
+    }
+
+    /// Appends a recovered record (value with its hash set) at the tail's
+    /// head.
+    fn push(&mut self, value: Arc<[u8]>, hash: Hash32) {
+        assert_eq!(self.head.next_seq, self.first + self.records.len() as u64, "a tail is contiguous");
+        for (level, index, h) in advance_head(&mut self.head, hash) {
+            self.nodes.insert((level, index), h);
+        }
+        self.records.push(value);
+    }
+
+    pub(crate) fn bytes(&self) -> usize {
+        self.records.iter().map(|r| r.len()).sum()
+    }
+}
+
+/// Moves `head` past a record with `hash` at `head.next_seq`; returns the
+/// Merkle nodes at stored levels that the record completed.
+pub(crate) fn advance_head(head: &mut StoredHead, hash: Hash32) -> Vec<(u8, u64, [u8; 32])> {
+    let mut peaks: Vec<Hash32> = head.peaks.iter().map(|p| Hash32::from_bytes(*p)).collect();
+    let mut completed = Vec::new();
+    append_leaf(head.next_seq, &mut peaks, hash, &mut |level, index, h| {
+        if stored_level(level) {
+            completed.push((u8::try_from(level).expect("tree levels fit u8"), index, *h.as_bytes()));
+        }
+    });
+    head.peaks = peaks.iter().map(|p| *p.as_bytes()).collect();
+    head.next_seq += 1;
+    head.head_hash = *hash.as_bytes();
+    completed
+}
+
+/// Every ledger's tail, by ledger key (`tenant/ledger`).
+pub(crate) type Tails = HashMap<String, Arc<LedgerTail>>;
+
+/// The key a head is stored under.
+pub(crate) fn head_key(head: &StoredHead) -> String {
+    format!("{}/{}", head.tenant, head.ledger)
+}
+
+/// A log value: ledger id, seq, stored record.
+pub(crate) fn log_value(id: u64, seq: u64, record: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(LOG_PREFIX_BYTES + record.len());
+    v.extend_from_slice(&id.to_le_bytes());
+    v.extend_from_slice(&seq.to_le_bytes());
+    v.extend_from_slice(record);
+    v
+}
+
+fn split_log_value(v: &[u8]) -> Option<(u64, u64, &[u8])> {
+    let id = u64::from_le_bytes(v.get(..8)?.try_into().ok()?);
+    let seq = u64::from_le_bytes(v.get(8..16)?.try_into().ok()?);
+    Some((id, seq, &v[LOG_PREFIX_BYTES..]))
+}
+
+/// What replaying the log at open rebuilt.
+pub(crate) struct Recovered {
+    pub(crate) tails: Tails,
+    /// The next log position.
+    pub(crate) log_next: u64,
+}
+
+/// Rebuilds the tails from the log: each entry must be its ledger's next
+/// record (seq and prev link) and hash to what is stored, as a read checks.
+pub(crate) fn recover(db: &redb::Database) -> Result<Recovered, OpenError> {
+    let e = |x: redb::Error| OpenError::Database(x.to_string());
+    let txn = db.begin_read().map_err(|x| e(x.into()))?;
+    let log = txn.open_table(LOG).map_err(|x| e(x.into()))?;
+    let mut tails: HashMap<String, LedgerTail> = HashMap::new();
+    let mut log_next = 0;
+    if log.is_empty().map_err(|x| e(x.into()))? {
+        return Ok(Recovered { tails: HashMap::new(), log_next });
+    }
+    let names = txn.open_table(LEDGER_NAMES).map_err(|x| e(x.into()))?;
+    let ledgers = txn.open_table(LEDGERS).map_err(|x| e(x.into()))?;
+    let mut keys: HashMap<u64, String> = HashMap::new();
+    let corrupt = |tenant: &str, ledger: &str, seq: Option<u64>, what: &'static str| {
+        OpenError::Corrupt(Corruption { tenant: tenant.to_owned(), ledger: ledger.to_owned(), seq, what })
+    };
+    for entry in log.iter().map_err(|x| e(x.into()))? {
+        let (pos, v) = entry.map_err(|x| e(x.into()))?;
+        log_next = pos.value() + 1;
+        let Some((id, seq, value)) = split_log_value(v.value()) else {
+            return Err(corrupt("", "log", Some(pos.value()), "log entry too short"));
+        };
+        let key = match keys.entry(id) {
+            Entry::Occupied(o) => o.into_mut(),
+            Entry::Vacant(v) => {
+                let Some(name) = names.get(id).map_err(|x| e(x.into()))? else {
+                    return Err(corrupt("", "log", Some(pos.value()), "log entry names an unknown ledger"));
+                };
+                v.insert(name.value().to_owned())
+            }
+        };
+        if !tails.contains_key(key) {
+            let (tenant, ledger) = key.split_once('/').unwrap_or((key.as_str(), ""));
+            let head = match ledgers.get(key.as_str()).map_err(|x| e(x.into()))? {
+                Some(row) => codec::decode::<StoredHead>(row.value())
+                    .map_err(|_| corrupt(tenant, ledger, None, "ledger row does not decode"))?,
+                None => StoredHead {
+                    id,
+                    tenant: tenant.to_owned(),
+                    ledger: ledger.to_owned(),
+                    next_seq: 0,
+                    head_hash: [0; 32],
+                    peaks: Vec::new(),
+                    checkpoint_size: 0,
+                },
+            };
+            if head.id != id {
+                return Err(corrupt(tenant, ledger, None, "ledger row and name disagree on the id"));
+            }
+            tails.insert(key.clone(), LedgerTail::new(head));
+        }
+        let tail = tails.get_mut(key).expect("inserted above");
+        if seq != tail.head.next_seq {
+            return Err(corrupt(
+                &tail.head.tenant,
+                &tail.head.ledger,
+                Some(seq),
+                "log entry is not the next record",
+            ));
+        }
+        let prev = Hash32::from_bytes(tail.head.head_hash);
+        let (_, stored) = decode_record(&tail.head, seq, prev, value).map_err(|err| match err {
+            ReadError::Corrupt(c) => OpenError::Corrupt(c),
+            other => OpenError::Database(other.to_string()),
+        })?;
+        tail.push(Arc::from(value), Hash32::from_bytes(stored.hash));
+    }
+    // Checkpoints are written straight to their table; a tail's head may not
+    // have been flushed since the last one.
+    let cps = txn.open_table(CHECKPOINTS).map_err(|x| e(x.into()))?;
+    for tail in tails.values_mut() {
+        let id = tail.head.id;
+        if let Some(last) = cps.range((id, 0)..=(id, u64::MAX)).map_err(|x| e(x.into()))?.next_back() {
+            let (k, _) = last.map_err(|x| e(x.into()))?;
+            tail.head.checkpoint_size = tail.head.checkpoint_size.max(k.value().1);
+        }
+    }
+    Ok(Recovered { tails: tails.into_iter().map(|(k, t)| (k, Arc::new(t))).collect(), log_next })
+}
