@@ -636,12 +636,15 @@ impl core::fmt::Display for ServeError {
     }
 }
 
-/// Resolves on the first SIGTERM or SIGINT, after turning readiness red. A
-/// second signal exits at once (status 1). SIGHUP is logged and ignored.
-async fn shutdown_signal(app: Arc<app::App>) {
+/// Installs the signal handlers now (not when first polled: a SIGHUP that
+/// arrives between "listening" and the first poll would otherwise kill
+/// the process) and returns a future that resolves on the first SIGTERM or
+/// SIGINT, after turning readiness red. A second signal exits at once
+/// (status 1). SIGHUP is logged and ignored.
+fn shutdown_signal(app: Arc<app::App>) -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    let term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let int = signal(SignalKind::interrupt()).expect("SIGINT handler");
     // SIGHUP would otherwise kill the process abruptly; annald has no reload.
     let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
     tokio::spawn(async move {
@@ -649,6 +652,14 @@ async fn shutdown_signal(app: Arc<app::App>) {
             log::warn!("SIGHUP ignored: annald does not reload; restart it to apply a new configuration");
         }
     });
+    async move { signalled(app, term, int).await }
+}
+
+async fn signalled(
+    app: Arc<app::App>,
+    mut term: tokio::signal::unix::Signal,
+    mut int: tokio::signal::unix::Signal,
+) {
     tokio::select! {
         _ = term.recv() => log::info!("SIGTERM: draining"),
         _ = int.recv() => log::info!("SIGINT: draining"),
