@@ -26,8 +26,9 @@ struct Round {
     one: f64,
     many: f64,
     many_p: f64,
+    one_p: f64,
     many_spread: f64,
-    rates: (f64, f64, f64),
+    rates: (f64, f64, f64, f64),
 }
 
 fn request(ledger: &str, ts: u64) -> AppendRequest {
@@ -136,23 +137,26 @@ fn main() {
     raw_ceiling(base.path(), 1, 0);
     let mut rows = Vec::new();
     for round in 0..ROUNDS {
-        let raw_a = raw_ceiling(base.path(), 1, 3 * round);
+        let raw_a = raw_ceiling(base.path(), 1, 4 * round);
         let (one, _) = store_rate(&base.path().join(format!("one{round}")), 1, APPENDERS);
-        let raw_b = raw_ceiling(base.path(), 1, 3 * round + 1);
+        let raw_b = raw_ceiling(base.path(), 1, 4 * round + 1);
         let (many, _) = store_rate(&base.path().join(format!("many{round}")), 64, APPENDERS);
-        let raw_c = raw_ceiling(base.path(), 1, 3 * round + 2);
+        let raw_c = raw_ceiling(base.path(), 1, 4 * round + 2);
         let (many_p, _) = store_rate(&base.path().join(format!("manyp{round}")), 64, 8);
+        let raw_d = raw_ceiling(base.path(), 1, 4 * round + 3);
+        let (one_p, _) = store_rate(&base.path().join(format!("onep{round}")), 1, 8);
         let raw64 = raw_ceiling(base.path(), 64, round);
         println!(
-            "round {round}: raw {raw_a:.0}/s, store 1 ledger {one:.0}/s, raw {raw_b:.0}/s, store 64 ledgers {many:.0}/s, raw {raw_c:.0}/s, 64 ledgers from 8 threads {many_p:.0}/s, raw spread {raw64:.0}/s"
+            "round {round}: raw {raw_a:.0}/s, store 1 ledger {one:.0}/s, raw {raw_b:.0}/s, store 64 ledgers {many:.0}/s, raw {raw_c:.0}/s, 64 ledgers from 8 threads {many_p:.0}/s, raw {raw_d:.0}/s, 1 ledger from 8 threads {one_p:.0}/s, raw spread {raw64:.0}/s"
         );
         rows.push(Round {
-            raw: (raw_a + raw_b + raw_c) / 3.0,
+            raw: (raw_a + raw_b + raw_c + raw_d) / 4.0,
             one: one / ((raw_a + raw_b) / 2.0),
             many: many / ((raw_b + raw_c) / 2.0),
-            many_p: many_p / raw_c,
+            many_p: many_p / ((raw_c + raw_d) / 2.0),
+            one_p: one_p / raw_d,
             many_spread: many / raw64,
-            rates: (one, many, many_p),
+            rates: (one, many, many_p, one_p),
         });
     }
     let median = |f: &dyn Fn(&Round) -> f64| {
@@ -179,6 +183,11 @@ fn main() {
         "store, 64 in flight from 8 threads, 64 ledgers: median {:.0} appends/s; median ratio {:.0}%",
         median(&|r| r.rates.2),
         100.0 * median(&|r| r.many_p)
+    );
+    println!(
+        "store, 64 in flight from 8 threads, 1 ledger:   median {:.0} appends/s; median ratio {:.0}%",
+        median(&|r| r.rates.3),
+        100.0 * median(&|r| r.one_p)
     );
 
     // A 1M-record ledger, filled through the normal append path.
