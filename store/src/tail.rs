@@ -203,3 +203,96 @@ pub(crate) fn recover(db: &redb::Database) -> Result<Recovered, OpenError> {
     }
     Ok(Recovered { tails: tails.into_iter().map(|(k, t)| (k, Arc::new(t))).collect(), log_next })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use annal_chain::{Hash32, RecordView, Seq};
+
+    const KEY: &str = "acme/orders";
+
+    /// A stored value for `seq` after `prev`; `hash` overrides the real one.
+    fn value(seq: u64, prev: Hash32, hash: Option<Hash32>) -> (Vec<u8>, Hash32) {
+        let payload = format!("payload {seq}").into_bytes();
+        let view = RecordView {
+            tenant: "acme",
+            ledger: "orders",
+            seq: Seq::new(seq),
+            timestamp_ms: seq,
+            prev,
+            content_type: "text/plain",
+            payload: &payload,
+            parents: &[],
+        };
+        let real = view.hash();
+        let mut v = codec::encode_record_unhashed(seq, "text/plain", &payload, &[]);
+        codec::set_hash(&mut v, hash.unwrap_or(real).as_bytes());
+        (v, real)
+    }
+
+    /// A database holding ledger 1 with these log entries.
+    fn db_with_log(entries: &[(u64, Vec<u8>)]) -> (tempfile::TempDir, redb::Database) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = redb::Database::create(dir.path().join("t.redb")).unwrap();
+        crate::schema::up(&db).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            txn.open_table(LEDGER_NAMES).unwrap().insert(1, KEY).unwrap();
+            let mut log = txn.open_table(LOG).unwrap();
+            for (pos, (seq, v)) in entries.iter().enumerate() {
+                log.insert(pos as u64, log_value(1, *seq, v).as_slice()).unwrap();
+            }
+        }
+        txn.commit().unwrap();
+        (dir, db)
+    }
+
+    fn corruption(r: Result<Recovered, OpenError>) -> (String, Option<u64>, &'static str) {
+        match r {
+            Err(OpenError::Corrupt(c)) => (c.ledger, c.seq, c.what),
+            Err(other) => panic!("{other}"),
+            Ok(_) => panic!("replayed"),
+        }
+    }
+
+    #[test]
+    fn replay_rebuilds_the_tail_from_a_good_log() {
+        let (v0, h0) = value(0, Hash32::ZERO, None);
+        let (v1, h1) = value(1, h0, None);
+        let (_dir, db) = db_with_log(&[(0, v0), (1, v1)]);
+        let r = recover(&db).unwrap();
+        let tail = &r.tails[KEY];
+        assert_eq!((tail.first, tail.head.next_seq, r.log_next), (0, 2, 2));
+        assert_eq!(tail.head.head_hash, *h1.as_bytes());
+        assert_eq!(tail.get(1).map(codec::peek_hash), Some(Some(*h1.as_bytes())));
+    }
+
+    #[test]
+    fn replay_refuses_a_logged_record_whose_hash_does_not_match() {
+        let (v0, h0) = value(0, Hash32::ZERO, None);
+        let (v1, _) = value(1, h0, Some(Hash32::from_bytes([9; 32])));
+        let (_dir, db) = db_with_log(&[(0, v0), (1, v1)]);
+        let (ledger, seq, _) = corruption(recover(&db));
+        assert_eq!((ledger.as_str(), seq), ("orders", Some(1)));
+    }
+
+    #[test]
+    fn replay_refuses_a_link_to_another_prev() {
+        let (v0, _) = value(0, Hash32::ZERO, None);
+        // Hashed over a prev that is not record 0's hash.
+        let (v1, _) = value(1, Hash32::from_bytes([7; 32]), None);
+        let (_dir, db) = db_with_log(&[(0, v0), (1, v1)]);
+        let (ledger, seq, _) = corruption(recover(&db));
+        assert_eq!((ledger.as_str(), seq), ("orders", Some(1)));
+    }
+
+    #[test]
+    fn replay_refuses_a_gap_or_a_repeat() {
+        let (v0, h0) = value(0, Hash32::ZERO, None);
+        let (v2, _) = value(2, h0, None);
+        let (_dir, db) = db_with_log(&[(0, v0.clone()), (2, v2)]);
+        assert_eq!(corruption(recover(&db)).2, "log entry is not the next record");
+        let (_dir, db) = db_with_log(&[(0, v0.clone()), (0, v0)]);
+        assert_eq!(corruption(recover(&db)).2, "log entry is not the next record");
+    }
+}
