@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use annal_chain::{LedgerName, Seq, TenantId};
 
 use crate::error::IndexError;
-use crate::limits::{INDEX_CHUNK_RECORDS, RANGE_RECORDS_COUNT_MAX};
+use crate::limits::{INDEX_CHUNK_RECORDS, INDEX_LOCK_WAIT_MS, RANGE_RECORDS_COUNT_MAX};
 use crate::store::Store;
 
 /// Layout version, part of the format stamp.
@@ -156,6 +156,26 @@ fn tail(rest: &[u8]) -> Option<(LedgerName, Seq)> {
     Some((ledger, Seq::new(seq)))
 }
 
+/// Opens `config`, retrying while its directory lock is still held by a
+/// handle of this process that was just dropped: sled 0.34 releases the
+/// lock when its background flusher exits, after `Db::drop` returned
+/// (spacejam/sled#1234), so an immediate reopen can see `WouldBlock`. A lock
+/// held for real (another live process on the directory) outlasts
+/// `INDEX_LOCK_WAIT_MS` and is reported.
+fn open_waiting_for_lock(config: &sled::Config) -> Result<sled::Db, sled::Error> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(INDEX_LOCK_WAIT_MS);
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(e))
+                if e.kind() == std::io::ErrorKind::WouldBlock && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
 impl Index {
     /// Opens (or creates) the index without event indexes.
     pub fn open(dir: &Path) -> Result<Index, IndexError> {
@@ -172,7 +192,8 @@ impl Index {
         // HighThroughput: the index is rewritten as fast as records arrive and
         // is cheap to rebuild, so trading disk space for less CPU per insert
         // is the right side of sled's knob.
-        let db = sled::Config::new().path(dir).mode(sled::Mode::HighThroughput).open()?;
+        let config = sled::Config::new().path(dir).mode(sled::Mode::HighThroughput);
+        let db = open_waiting_for_lock(&config)?;
         let index = Index { db, events, verified: AtomicBool::new(false) };
         if index.db.get(STAMP_KEY)?.as_deref() != Some(index.stamp().as_bytes()) {
             // Built by another layout or configuration: its entries cannot be

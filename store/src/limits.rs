@@ -26,6 +26,9 @@ pub const RANGE_RECORDS_COUNT_MAX: u64 = 1000;
 /// pages from the kernel (page faults were ~3% of annald under load with
 /// 1000), large enough that the per-chunk read transaction is amortised.
 pub const INDEX_CHUNK_RECORDS: u64 = 128;
+/// How long opening the index waits for a sled directory lock that a
+/// just-dropped handle of this process has not released yet.
+pub const INDEX_LOCK_WAIT_MS: u64 = 2_000;
 /// Perfect Merkle subtrees are stored from this level up; lower levels are
 /// recomputed from at most `2^level` record hashes, which keeps the node
 /// table at about 1/8 of a hash per record.
