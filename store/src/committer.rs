@@ -309,7 +309,13 @@ impl Committer {
         let mut counts: HashMap<String, usize> = HashMap::new();
         for cmd in &batch {
             if let Command::Append(p, _) = cmd {
-                *counts.entry(p.key.clone()).or_default() += 1;
+                // A key is cloned once per ledger, not once per append.
+                match counts.get_mut(&p.key) {
+                    Some(n) => *n += 1,
+                    None => {
+                        counts.insert(p.key.clone(), 1);
+                    }
+                }
             }
         }
         let mut state = Batch {
@@ -575,8 +581,15 @@ impl Committer {
             };
             st.heads.insert(key.clone(), (head, true));
         }
+        // The table-level guard behind the head check: never skip. A ledger
+        // without a tail has every record below `next` in `records` (a tail
+        // is contiguous by construction).
+        let has_tail = self.tails.contains_key(&key);
+        if !has_tail && next > 0 && t.records.get((st.heads[&key].0.id, next - 1))?.is_none() {
+            return Err(Abort::Invariant("append would leave a gap"));
+        }
         // Where this ledger's records go in this batch (fixed for the batch).
-        let logged = if self.tails.contains_key(&key) {
+        let logged = if has_tail {
             true
         } else if st.direct.contains(&key) {
             false
@@ -584,12 +597,8 @@ impl Committer {
             st.direct.insert(key.clone());
             false
         } else {
-            // A tail starts here: every record below it must be in `records`.
-            let head = &st.heads[&key].0;
-            if next > 0 && t.records.get((head.id, next - 1))?.is_none() {
-                return Err(Abort::Invariant("append would leave a gap"));
-            }
-            self.tails.insert(key.clone(), Arc::new(LedgerTail::new(head.clone())));
+            // A tail starts here.
+            self.tails.insert(key.clone(), Arc::new(LedgerTail::new(st.heads[&key].0.clone())));
             true
         };
         let (head, changed) = st.heads.get_mut(&key).expect("loaded or created above");
@@ -598,23 +607,21 @@ impl Committer {
         let nodes = advance_head(head, hash);
         *changed = true;
         if logged {
-            let tail = Arc::make_mut(self.tails.get_mut(&key).expect("created above"));
-            assert_eq!(tail.first + tail.records.len() as u64, next, "a tail is contiguous");
             if t.log.insert(self.log_next, log_value(id, next, &value).as_slice())?.is_some() {
                 return Err(Abort::Invariant("log position already used"));
             }
             self.log_next += 1;
             self.tail_records += 1;
             self.tail_bytes += value.len();
-            tail.records.push(Arc::from(value));
-            tail.nodes.extend(nodes.into_iter().map(|(level, index, h)| ((level, index), h)));
+            Arc::make_mut(self.tails.get_mut(&key).expect("created above")).add(
+                next,
+                Arc::from(value),
+                nodes,
+            );
         } else {
-            // The table-level guard behind the head check: never overwrite, never skip.
+            // Never overwrite.
             if t.records.insert((id, next), value.as_slice())?.is_some() {
                 return Err(Abort::Invariant("record key already present"));
-            }
-            if next > 0 && self.stored_hash(t, &key, id, next - 1)?.is_none() {
-                return Err(Abort::Invariant("append would leave a gap"));
             }
             for (level, index, h) in nodes {
                 if t.nodes.insert((id, level, index), &h)?.is_some() {

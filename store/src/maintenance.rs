@@ -161,7 +161,7 @@ impl Store {
             let mut prev = Hash32::ZERO;
             let mut seq = 0u64;
             let tail = snap.tail(&head);
-            let split = snap.tail_first(&head);
+            let split = crate::tail::tail_first(tail, &head);
             // Checks the record stored under `key` as the next one; `Ok(Some)`
             // is the first failure.
             let mut visit = |key: u64, value: &[u8]| -> Result<Option<CheckFailure>, ReadError> {

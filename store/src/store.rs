@@ -25,7 +25,7 @@ use crate::schema::{
     self, CHECKPOINTS, IDENTITY, LEDGERS, META, META_NEXT_LEDGER_ID, META_RECORDS_TOTAL, MigrationStatus,
     NODES, RECORDS,
 };
-use crate::tail::{LedgerTail, Tails, head_key};
+use crate::tail::{LedgerTail, Tails, head_key, tail_first};
 use crate::ticket::{Ticket, pair};
 use crate::tree::TreeView;
 
@@ -204,6 +204,11 @@ impl Shared {
 }
 
 pub(crate) fn ledger_key(tenant: &TenantId, ledger: &LedgerName) -> String {
+    key_of(tenant.as_str(), ledger.as_str())
+}
+
+/// `"tenant/ledger"`: the key of a ledger's row in `ledgers` and of its tail.
+pub(crate) fn key_of(tenant: &str, ledger: &str) -> String {
     format!("{tenant}/{ledger}")
 }
 
@@ -660,11 +665,6 @@ impl Snapshot<'_> {
         self.tails.get(&head_key(head)).map(|t| &**t)
     }
 
-    /// The first seq read from the tail (the head's size when there is none).
-    pub(crate) fn tail_first(&self, head: &StoredHead) -> u64 {
-        self.tail(head).map_or(head.next_seq, |t| t.first)
-    }
-
     pub(crate) fn head(
         &self,
         tenant: &TenantId,
@@ -768,7 +768,7 @@ impl Snapshot<'_> {
         }
         let table = self.txn.open_table(RECORDS).map_err(|e| self.err(e))?;
         let tail = self.tail(head);
-        let split = self.tail_first(head).clamp(from, end);
+        let split = tail_first(tail, head).clamp(from, end);
         let mut prev = if from == 0 {
             Hash32::ZERO
         } else {
@@ -829,7 +829,7 @@ impl Snapshot<'_> {
         let records = self.txn.open_table(RECORDS).map_err(|e| self.err(e))?;
         let nodes = self.txn.open_table(NODES).map_err(|e| self.err(e))?;
         let tail = self.tail(head);
-        let split = self.tail_first(head);
+        let split = tail_first(tail, head);
         let mut tree = TreeView::new(head.id, &head.tenant, &head.ledger, &records, &nodes, tail);
         let mut prev = Hash32::ZERO;
         let mut checkpoints = 0u64;

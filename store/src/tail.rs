@@ -62,14 +62,19 @@ impl LedgerTail {
         self.nodes.get(&(level, index)).copied()
     }
 
-    /// Appends a recovered record (value with its hash set) at the tail's
-    /// head.
-    fn push(&mut self, value: Arc<[u8]>, hash: Hash32) {
-        assert_eq!(self.head.next_seq, self.first + self.records.len() as u64, "a tail is contiguous");
-        for (level, index, h) in advance_head(&mut self.head, hash) {
-            self.nodes.insert((level, index), h);
-        }
+    /// Adds the record at `seq` (value with its hash set), which must be the
+    /// next one, and the Merkle nodes it completed.
+    pub(crate) fn add(&mut self, seq: u64, value: Arc<[u8]>, nodes: Vec<(u8, u64, [u8; 32])>) {
+        assert_eq!(seq, self.first + self.records.len() as u64, "a tail is contiguous");
         self.records.push(value);
+        self.nodes.extend(nodes.into_iter().map(|(level, index, h)| ((level, index), h)));
+    }
+
+    /// Adds a replayed record at the tail's own head and advances it.
+    fn replay(&mut self, value: Arc<[u8]>, hash: Hash32) {
+        let seq = self.head.next_seq;
+        let nodes = advance_head(&mut self.head, hash);
+        self.add(seq, value, nodes);
     }
 
     pub(crate) fn bytes(&self) -> usize {
@@ -98,7 +103,13 @@ pub(crate) type Tails = HashMap<String, Arc<LedgerTail>>;
 
 /// The key a head is stored under.
 pub(crate) fn head_key(head: &StoredHead) -> String {
-    format!("{}/{}", head.tenant, head.ledger)
+    crate::store::key_of(&head.tenant, &head.ledger)
+}
+
+/// The first seq a reader takes from `tail` (the head's size when there is
+/// no tail: every record is in `records`).
+pub(crate) fn tail_first(tail: Option<&LedgerTail>, head: &StoredHead) -> u64 {
+    tail.map_or(head.next_seq, |t| t.first)
 }
 
 /// A log value: ledger id, seq, stored record.
@@ -189,7 +200,7 @@ pub(crate) fn recover(db: &redb::Database) -> Result<Recovered, OpenError> {
             ReadError::Corrupt(c) => OpenError::Corrupt(c),
             other => OpenError::Database(other.to_string()),
         })?;
-        tail.push(Arc::from(value), Hash32::from_bytes(stored.hash));
+        tail.replay(Arc::from(value), Hash32::from_bytes(stored.hash));
     }
     // Checkpoints are written straight to their table; a tail's head may not
     // have been flushed since the last one.
