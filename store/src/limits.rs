@@ -26,6 +26,12 @@ pub const RANGE_RECORDS_COUNT_MAX: u64 = 1000;
 /// pages from the kernel (page faults were ~3% of annald under load with
 /// 1000), large enough that the per-chunk read transaction is amortised.
 pub const INDEX_CHUNK_RECORDS: u64 = 128;
+/// Most records one index catch-up step indexes, and most bytes of index
+/// keys it gathers (it may pass this by one chunk). A step holds its keys in
+/// memory between writing its pending marks and its watermarks (about 60
+/// bytes per record, more with lineage parents or event fields).
+pub const INDEX_STEP_RECORDS_MAX: u64 = 16_384;
+pub const INDEX_STEP_KEY_BYTES_MAX: usize = 4 * 1024 * 1024;
 /// How long opening the index waits for a sled directory lock that a
 /// just-dropped handle of this process has not released yet.
 pub const INDEX_LOCK_WAIT_MS: u64 = 2_000;
