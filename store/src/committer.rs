@@ -9,6 +9,7 @@
 //! nobody is acknowledged, and the store fails.
 
 use std::collections::{HashMap, HashSet};
+use std::ops::Bound;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
 use std::time::{Duration, Instant};
@@ -103,6 +104,15 @@ enum Abort {
     Corrupt(Corruption),
     /// A table-level guard tripped.
     Invariant(&'static str),
+}
+
+/// A cursor run refusing a key already present is a broken invariant, not
+/// a storage failure.
+fn run_error(what: &'static str) -> impl Fn(redb::CursorError) -> Abort {
+    move |e| match e {
+        redb::CursorError::UnorderedKey => Abort::Invariant(what),
+        other => Abort::from(other),
+    }
 }
 
 impl<E: Into<redb::Error>> From<E> for Abort {
@@ -454,19 +464,30 @@ impl Committer {
         Ok(outcomes)
     }
 
-    /// Moves every tail into the ledger tables (the log was deleted).
+    /// Moves every tail into the ledger tables (the log was deleted). Each
+    /// tail's records, and its nodes of each level, are one ascending run of
+    /// new keys, inserted through a cursor: redb packs a run into full leaves
+    /// once, where one `insert` per key rebuilt a leaf per key and split it in
+    /// half whenever it filled (about a third of the committer's time on 64
+    /// ledgers, and half-empty leaves on disk).
     fn flush_tails(&mut self, t: &mut Tables<'_>) -> Result<(), Abort> {
         for (key, tail) in &self.tails {
             let id = tail.head.id;
-            for (i, value) in tail.records.iter().enumerate() {
-                if t.records.insert((id, tail.first + i as u64), &value[..])?.is_some() {
-                    return Err(Abort::Invariant("record key already present"));
-                }
+            let mut run = t.records.lower_bound_mut(Bound::Included((id, tail.first)))?;
+            for (seq, value) in (tail.first..).zip(&tail.records) {
+                run.insert_before((id, seq), &value[..]).map_err(run_error("record key already present"))?;
             }
-            for (&(level, index), h) in &tail.nodes {
-                if t.nodes.insert((id, level, index), h)?.is_some() {
-                    return Err(Abort::Invariant("merkle node already present"));
+            run.close()?;
+            let mut nodes: Vec<(&(u8, u64), &[u8; 32])> = tail.nodes.iter().collect();
+            nodes.sort_unstable_by_key(|(k, _)| **k);
+            for level in nodes.chunk_by(|a, b| a.0.0 == b.0.0) {
+                let &(&(l, first), _) = level.first().expect("chunks are not empty");
+                let mut run = t.nodes.lower_bound_mut(Bound::Included((id, l, first)))?;
+                for &(&(l, index), h) in level {
+                    run.insert_before((id, l, index), *h)
+                        .map_err(run_error("merkle node already present"))?;
                 }
+                run.close()?;
             }
             t.ledgers.insert(key.as_str(), codec::encode(&tail.head).as_slice())?;
         }
