@@ -659,15 +659,21 @@ mod tests {
         assert_eq!(index.watermark(&tenant, &orders).unwrap(), INDEX_CHUNK_RECORDS, "not moved");
     }
 
+    /// A store of 300 records in `dir` whose index at `dir/index` was cut
+    /// off in its second step; returns the store and the index's key count.
+    fn store_with_cut_off_index(dir: &Path) -> (Store, usize) {
+        let s = Store::open(dir, OpenOptions::default()).unwrap();
+        fill(&s, "p", 300);
+        let index = Index::open(&dir.join("index")).unwrap();
+        cut_off_step(&index, &s);
+        let keys = index.dump().unwrap().len();
+        (s, keys)
+    }
+
     #[test]
     fn a_cut_off_step_is_completed_against_the_same_store() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path(), OpenOptions::default()).unwrap();
-        fill(&s, "p", 300);
-        let index = Index::open(&dir.path().join("index")).unwrap();
-        cut_off_step(&index, &s);
-        let partial = index.dump().unwrap().len();
-        drop(index);
+        let (s, partial) = store_with_cut_off_index(dir.path());
 
         let index = Index::open(&dir.path().join("index")).unwrap();
         let step = index.catch_up_step(&s, u64::MAX).unwrap();
@@ -682,11 +688,7 @@ mod tests {
     #[test]
     fn a_cut_off_step_clears_the_index_against_another_history() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path(), OpenOptions::default()).unwrap();
-        fill(&s, "p", 300);
-        let index = Index::open(&dir.path().join("index")).unwrap();
-        cut_off_step(&index, &s);
-        drop(index);
+        let (_s, _) = store_with_cut_off_index(dir.path());
 
         // The same first 128 records (the watermark matches), then others.
         let other_dir = tempfile::tempdir().unwrap();
