@@ -18,14 +18,17 @@
 //! A pass writes its entries one by one, not in a sled batch: sled's atomic
 //! batches cost about 40% more CPU per key (more with random payload
 //! digests), and the index is written once per appended record. Atomicity
-//! comes from the pending mark instead: every watermark a pass will move
-//! first gets its pending mark, and those are flushed (fsynced) before any
-//! entry is written; only then the entries, then the final watermarks. After
-//! a crash the entries past a watermark are therefore all below its pending
-//! mark, and belong to the history the mark names: if the store's record
-//! before the mark still has that hash (records are hash-chained, so the
-//! whole prefix matches), re-indexing from the watermark rewrites the same
-//! keys; if not, the index is cleared.
+//! comes from the pending mark instead, with no assumption about the order
+//! in which sled makes unflushed writes durable: every watermark a pass will
+//! move first gets its pending mark, flushed; then every entry, flushed;
+//! then the final watermarks, flushed. A pending mark is never lowered: a
+//! pass that ends below one already stored (a crash cut off a longer pass)
+//! announces and keeps the stored one. After a crash the entries past a
+//! watermark are therefore all below its pending mark, and belong to the
+//! history the mark names: if the store's record before the mark still has
+//! that hash (records are hash-chained, so the whole prefix matches),
+//! re-indexing from the watermark rewrites the same keys; if not, the index
+//! is cleared.
 //!
 //! The store knows nothing of the event payload format: the caller passes an
 //! [`EventLedger`] with a pure extraction function. A stamp that differs from
@@ -197,7 +200,26 @@ struct Planned {
     watermark_key: Vec<u8>,
     from: Mark,
     to: Mark,
+    /// The pending mark already stored (a step cut off by a crash).
+    pending: Option<Mark>,
     keys: Vec<Vec<u8>>,
+}
+
+impl Planned {
+    /// The pending mark this step stores: never below one already stored,
+    /// whose entries may be in the index.
+    fn announced(&self) -> Mark {
+        match self.pending {
+            Some(p) if p.next > self.to.next => p,
+            _ => self.to,
+        }
+    }
+
+    /// The watermark after this step: a stored pending mark beyond it stays.
+    fn finished(&self) -> Watermark {
+        let pending = self.pending.filter(|p| p.next > self.to.next);
+        Watermark { done: self.to, pending }
+    }
 }
 
 /// Splits `ledger NUL seq(BE)` off the end of an index key.
@@ -267,6 +289,11 @@ impl Index {
 
     /// Empties the index and writes the stamp.
     fn reset(&self) -> Result<(), IndexError> {
+        // The stamp goes first, durably: a crash part way through `clear`
+        // then leaves an index without a stamp, which is reset at open,
+        // never surviving watermarks over entries that are gone.
+        self.db.remove(STAMP_KEY)?;
+        self.db.flush()?;
         self.db.clear()?;
         self.db.insert(STAMP_KEY, self.stamp().as_bytes())?;
         self.db.flush()?;
@@ -384,6 +411,7 @@ impl Index {
                 watermark_key: watermark_key(tenant.as_str(), ledger.as_str()),
                 from: wm.done,
                 to: wm.done,
+                pending: wm.pending,
                 keys: Vec::new(),
             };
             while planned.to.next < size && out.indexed < records_max && key_bytes < INDEX_STEP_KEY_BYTES_MAX
@@ -409,27 +437,38 @@ impl Index {
         Ok(Some((plan, out)))
     }
 
-    /// Writes a step's plan: pending marks, flushed; entries; watermarks.
+    /// Writes a step's plan: pending marks, flushed; every entry, flushed;
+    /// then the watermarks, flushed. Nothing is assumed about the order in
+    /// which sled makes unflushed writes durable.
     fn write(&self, plan: &[Planned]) -> Result<(), IndexError> {
+        self.write_until(plan, usize::MAX)
+    }
+
+    /// `write`, stopping (as a crash would) after `entries_max` entries,
+    /// before the watermarks if that is all of them; `usize::MAX` finishes.
+    fn write_until(&self, plan: &[Planned], entries_max: usize) -> Result<(), IndexError> {
         if plan.is_empty() {
             return Ok(());
         }
-        self.announce(plan)?;
         for p in plan {
-            for k in &p.keys {
-                self.db.insert(k.as_slice(), &[] as &[u8])?;
-            }
-            self.db.insert(p.watermark_key.as_slice(), Watermark { done: p.to, pending: None }.encode())?;
+            let wm = Watermark { done: p.from, pending: Some(p.announced()) };
+            self.db.insert(p.watermark_key.as_slice(), wm.encode())?;
         }
         self.db.flush()?;
-        Ok(())
-    }
-
-    /// Makes every pending mark of `plan` durable before any entry exists.
-    fn announce(&self, plan: &[Planned]) -> Result<(), IndexError> {
+        let mut written = 0;
+        for k in plan.iter().flat_map(|p| &p.keys) {
+            if written == entries_max {
+                return Ok(());
+            }
+            self.db.insert(k.as_slice(), &[] as &[u8])?;
+            written += 1;
+        }
+        if written == entries_max {
+            return Ok(());
+        }
+        self.db.flush()?;
         for p in plan {
-            let wm = Watermark { done: p.from, pending: Some(p.to) };
-            self.db.insert(p.watermark_key.as_slice(), wm.encode())?;
+            self.db.insert(p.watermark_key.as_slice(), p.finished().encode())?;
         }
         self.db.flush()?;
         Ok(())
@@ -598,9 +637,10 @@ mod tests {
     //! A step cut off between its pending marks and its watermarks (a crash
     //! while writing entries one by one) leaves entries past a watermark.
     //! Against the same store they are rewritten and the index equals a
-    //! rebuild; against a store whose history differs past the watermark but
-    //! not before it, only the pending mark can tell, and the index is
-    //! cleared instead of keeping the other history's entries.
+    //! rebuild, wherever the cut fell; against a store whose history differs
+    //! past the watermark but not before it, only the pending mark can tell,
+    //! and the index is cleared instead of keeping the other history's
+    //! entries. A later, shorter step must not lower the mark.
 
     use super::*;
     use crate::store::{AppendRequest, OpenOptions, Position};
@@ -643,76 +683,114 @@ mod tests {
         index.dump().unwrap()
     }
 
-    /// Indexes 128 records, then writes the next step's pending marks and
-    /// half of its entries, and stops: what a crash leaves.
-    fn cut_off_step(index: &Index, s: &Store) {
-        index.catch_up_step(s, 1).unwrap();
-        let tenant = TenantId::new("acme").unwrap();
-        let orders = LedgerName::new("orders").unwrap();
-        assert_eq!(index.watermark(&tenant, &orders).unwrap(), INDEX_CHUNK_RECORDS);
-        let (plan, _) = index.plan(s, u64::MAX).unwrap().expect("same history");
-        index.announce(&plan).unwrap();
-        let keys = &plan[0].keys;
-        for k in &keys[..keys.len() / 2] {
-            index.db.insert(k.as_slice(), &[] as &[u8]).unwrap();
-        }
-        assert_eq!(index.watermark(&tenant, &orders).unwrap(), INDEX_CHUNK_RECORDS, "not moved");
+    fn acme_orders() -> (TenantId, LedgerName) {
+        (TenantId::new("acme").unwrap(), LedgerName::new("orders").unwrap())
     }
 
-    /// A store of 300 records in `dir` whose index at `dir/index` was cut
-    /// off in its second step; returns the store and the index's key count.
-    fn store_with_cut_off_index(dir: &Path) -> (Store, usize) {
+    /// Cut after every entry, before the watermarks.
+    const ALL_ENTRIES: usize = usize::MAX - 1;
+
+    /// A store of 300 records in `dir`; its index at `dir/index` indexed
+    /// 128 of them, then a step for the rest was cut off (as by a crash)
+    /// after `entries` of its entries (`ALL_ENTRIES`; `usize::MAX`: not
+    /// cut). Returns the store and the index's key count.
+    fn store_with_cut_off_index(dir: &Path, entries: usize) -> (Store, usize) {
         let s = Store::open(dir, OpenOptions::default()).unwrap();
         fill(&s, "p", 300);
         let index = Index::open(&dir.join("index")).unwrap();
-        cut_off_step(&index, &s);
+        index.catch_up_step(&s, 1).unwrap();
+        let (tenant, orders) = acme_orders();
+        assert_eq!(index.watermark(&tenant, &orders).unwrap(), INDEX_CHUNK_RECORDS);
+        let (plan, _) = index.plan(&s, u64::MAX).unwrap().expect("same history");
+        let total = plan.iter().map(|p| p.keys.len()).sum();
+        let entries = if entries == ALL_ENTRIES { total } else { entries };
+        index.write_until(&plan, entries).unwrap();
+        let moved = if entries == usize::MAX { 300 } else { INDEX_CHUNK_RECORDS };
+        assert_eq!(index.watermark(&tenant, &orders).unwrap(), moved);
         let keys = index.dump().unwrap().len();
         (s, keys)
     }
 
+    /// Copies the index of `dir` beside a store that has the same first
+    /// `same` records of `orders` and others after them; opens it there.
+    fn index_beside_another_history(dir: &Path, other_dir: &Path, same: u64) -> (Store, Index) {
+        let other = Store::open(other_dir, OpenOptions::default()).unwrap();
+        fill(&other, "other", same);
+        let to = other_dir.join("index");
+        std::fs::remove_dir_all(&to).ok();
+        copy(&dir.join("index"), &to);
+        let index = Index::open(&to).unwrap();
+        (other, index)
+    }
+
     #[test]
     fn a_cut_off_step_is_completed_against_the_same_store() {
-        let dir = tempfile::tempdir().unwrap();
-        let (s, partial) = store_with_cut_off_index(dir.path());
-
-        let index = Index::open(&dir.path().join("index")).unwrap();
-        let step = index.catch_up_step(&s, u64::MAX).unwrap();
-        assert!(!step.reset, "the pending mark names this store's history");
-        assert!(step.complete);
-        assert_eq!(step.indexed, 300 - INDEX_CHUNK_RECORDS, "from the watermark, not the cut");
-        let dump = index.dump().unwrap();
-        assert!(dump.len() > partial);
-        assert_eq!(dump, rebuilt(&s));
+        for cut in [0, 1, 150, ALL_ENTRIES, usize::MAX] {
+            let dir = tempfile::tempdir().unwrap();
+            let (s, partial) = store_with_cut_off_index(dir.path(), cut);
+            let index = Index::open(&dir.path().join("index")).unwrap();
+            let step = index.catch_up_step(&s, u64::MAX).unwrap();
+            assert!(!step.reset, "cut {cut}: the pending mark names this store's history");
+            assert!(step.complete);
+            let dump = index.dump().unwrap();
+            if cut == usize::MAX {
+                assert_eq!(step.indexed, 0, "the step had finished");
+            } else {
+                assert_eq!(step.indexed, 300 - INDEX_CHUNK_RECORDS, "cut {cut}: from the watermark");
+                assert!(dump.len() > partial || cut == ALL_ENTRIES, "cut {cut}: entries were missing");
+            }
+            assert_eq!(dump, rebuilt(&s), "cut {cut}");
+        }
     }
 
     #[test]
     fn a_cut_off_step_clears_the_index_against_another_history() {
         let dir = tempfile::tempdir().unwrap();
-        let (_s, _) = store_with_cut_off_index(dir.path());
-
+        store_with_cut_off_index(dir.path(), 150);
         // The same first 128 records (the watermark matches), then others.
         let other_dir = tempfile::tempdir().unwrap();
-        let other = Store::open(other_dir.path(), OpenOptions::default()).unwrap();
-        fill(&other, "other", INDEX_CHUNK_RECORDS);
-        std::fs::remove_dir_all(other_dir.path().join("index")).ok();
-        let to = other_dir.path().join("index");
-        copy(&dir.path().join("index"), &to);
-        let index = Index::open(&to).unwrap();
+        let (other, index) = index_beside_another_history(dir.path(), other_dir.path(), INDEX_CHUNK_RECORDS);
+        let (tenant, orders) = acme_orders();
         let wm = index.read_watermark("acme", "orders").unwrap();
-        assert!(
-            index
-                .same_history(
-                    &other,
-                    &TenantId::new("acme").unwrap(),
-                    &LedgerName::new("orders").unwrap(),
-                    wm.done
-                )
-                .unwrap()
-        );
+        assert!(index.same_history(&other, &tenant, &orders, wm.done).unwrap());
         let step = index.catch_up_step(&other, u64::MAX).unwrap();
         assert!(step.reset, "the pending mark names another history");
         index.catch_up(&other).unwrap();
         assert_eq!(index.dump().unwrap(), rebuilt(&other), "nothing of the other history is left");
+    }
+
+    #[test]
+    fn a_shorter_step_after_a_cut_keeps_the_higher_pending_mark() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, _) = store_with_cut_off_index(dir.path(), ALL_ENTRIES);
+        // Every entry up to 300 is in; the watermark still says 128. A step
+        // of one chunk ends at 256, below the entries already written.
+        let index = Index::open(&dir.path().join("index")).unwrap();
+        // Cut off again right after announcing: the mark is not lowered.
+        assert!(index.matches_store(&s).unwrap());
+        let (plan, _) = index.plan(&s, 1).unwrap().expect("same history");
+        index.write_until(&plan, 0).unwrap();
+        let wm = index.read_watermark("acme", "orders").unwrap();
+        assert_eq!(wm.pending.map(|p| p.next), Some(300), "announcing keeps the higher mark");
+        let step = index.catch_up_step(&s, 1).unwrap();
+        assert!(!step.reset && !step.complete);
+        let wm = index.read_watermark("acme", "orders").unwrap();
+        assert_eq!(wm.done.next, 2 * INDEX_CHUNK_RECORDS);
+        assert_eq!(wm.pending.map(|p| p.next), Some(300), "the entries up to 300 stay covered");
+        drop(index);
+        // A store equal up to 256 and different after: only the kept mark
+        // shows that entries 256..300 belong to another history.
+        let other_dir = tempfile::tempdir().unwrap();
+        let (other, index) =
+            index_beside_another_history(dir.path(), other_dir.path(), 2 * INDEX_CHUNK_RECORDS);
+        assert!(index.catch_up_step(&other, u64::MAX).unwrap().reset);
+        index.catch_up(&other).unwrap();
+        assert_eq!(index.dump().unwrap(), rebuilt(&other));
+        // Against its own store, a later step past the mark drops it.
+        let index = Index::open(&dir.path().join("index")).unwrap();
+        index.catch_up(&s).unwrap();
+        assert_eq!(index.read_watermark("acme", "orders").unwrap().pending, None);
+        assert_eq!(index.dump().unwrap(), rebuilt(&s));
     }
 
     fn copy(from: &Path, to: &Path) {

@@ -69,6 +69,8 @@ pub const SCAN_CHUNK_RECORDS: u64 = 1024;
 pub const CODEC_VALUE_BYTES_MAX: usize = 4 * 1024 * 1024;
 
 const _: () = assert!(BATCH_WRITES_MAX <= QUEUE_DEPTH_MAX);
+// A batch can reach the direct path.
+const _: () = assert!(DIRECT_APPENDS_MIN <= BATCH_WRITES_MAX);
 const _: () = assert!(BATCH_LINGER_POLL_US <= BATCH_LINGER_US_MAX && BATCH_LINGER_US_MAX <= 10_000);
 const _: () = assert!(annal_chain::limits::PAYLOAD_BYTES_MAX + 64 * 1024 < CODEC_VALUE_BYTES_MAX);
 const _: () = assert!(annal_chain::limits::PAYLOAD_BYTES_MAX <= BATCH_PAYLOAD_BYTES_MAX);
