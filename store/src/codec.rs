@@ -109,6 +109,21 @@ pub(crate) struct StoredHead {
     pub checkpoint_size: u64,
 }
 
+impl StoredHead {
+    /// The head of a ledger with no records yet.
+    pub(crate) fn empty(id: u64, tenant: &str, ledger: &str) -> StoredHead {
+        StoredHead {
+            id,
+            tenant: tenant.to_owned(),
+            ledger: ledger.to_owned(),
+            next_seq: 0,
+            head_hash: [0; 32],
+            peaks: Vec::new(),
+            checkpoint_size: 0,
+        }
+    }
+}
+
 /// An idempotency key's outcome, under `(ledger id || key)`.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub(crate) struct StoredIdempotency {

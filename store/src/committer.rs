@@ -591,15 +591,7 @@ impl Committer {
             if t.names.insert(id, key.as_str())?.is_some() {
                 return Err(Abort::Invariant("ledger id already in use"));
             }
-            let head = StoredHead {
-                id,
-                tenant: req.tenant.as_str().to_owned(),
-                ledger: req.ledger.as_str().to_owned(),
-                next_seq: 0,
-                head_hash: [0; 32],
-                peaks: Vec::new(),
-                checkpoint_size: 0,
-            };
+            let head = StoredHead::empty(id, req.tenant.as_str(), req.ledger.as_str());
             st.heads.insert(key.clone(), (head, true));
         }
         // The table-level guard behind the head check: never skip. A ledger

@@ -171,15 +171,7 @@ pub(crate) fn recover(db: &redb::Database) -> Result<Recovered, OpenError> {
             let head = match ledgers.get(key.as_str()).map_err(|x| e(x.into()))? {
                 Some(row) => codec::decode::<StoredHead>(row.value())
                     .map_err(|_| corrupt(tenant, ledger, None, "ledger row does not decode"))?,
-                None => StoredHead {
-                    id,
-                    tenant: tenant.to_owned(),
-                    ledger: ledger.to_owned(),
-                    next_seq: 0,
-                    head_hash: [0; 32],
-                    peaks: Vec::new(),
-                    checkpoint_size: 0,
-                },
+                None => StoredHead::empty(id, tenant, ledger),
             };
             if head.id != id {
                 return Err(corrupt(tenant, ledger, None, "ledger row and name disagree on the id"));
