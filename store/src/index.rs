@@ -206,19 +206,20 @@ struct Planned {
 }
 
 impl Planned {
-    /// The pending mark this step stores: never below one already stored,
-    /// whose entries may be in the index.
-    fn announced(&self) -> Mark {
-        match self.pending {
-            Some(p) if p.next > self.to.next => p,
-            _ => self.to,
-        }
+    /// A stored pending mark beyond this step's end (a longer step cut off
+    /// by a crash): entries up to it may be in the index, so it stays.
+    fn kept_pending(&self) -> Option<Mark> {
+        self.pending.filter(|p| p.next > self.to.next)
     }
 
-    /// The watermark after this step: a stored pending mark beyond it stays.
+    /// The pending mark this step stores: never below one already stored.
+    fn announced(&self) -> Mark {
+        self.kept_pending().unwrap_or(self.to)
+    }
+
+    /// The watermark after this step.
     fn finished(&self) -> Watermark {
-        let pending = self.pending.filter(|p| p.next > self.to.next);
-        Watermark { done: self.to, pending }
+        Watermark { done: self.to, pending: self.kept_pending() }
     }
 }
 
