@@ -14,6 +14,7 @@ use crate::schema::{
     MIGRATIONS, NODES, OUTBOX, RECORDS, TENANTS, WEBHOOKS,
 };
 use crate::store::{DB_FILE_NAME, OpenOptions, Store, decode_record};
+use crate::tail::stored_values;
 use crate::tree::{append_leaf, stored_level};
 
 /// What a backup copied.
@@ -161,7 +162,6 @@ impl Store {
             let mut prev = Hash32::ZERO;
             let mut seq = 0u64;
             let tail = snap.tail(&head);
-            let split = crate::tail::tail_first(tail, &head);
             // Checks the record stored under `key` as the next one; `Ok(Some)`
             // is the first failure.
             let mut visit = |key: u64, value: &[u8]| -> Result<Option<CheckFailure>, ReadError> {
@@ -220,19 +220,13 @@ impl Store {
                 Ok(None)
             };
             let mut failure = None;
-            for entry in records.range((head.id, 0)..(head.id, split)).map_err(|e| self.storage(e))? {
-                let (k, v) = entry.map_err(|e| self.storage(e))?;
-                failure = visit(k.value().1, v.value())?;
+            let values =
+                stored_values(&records, head.id, tail, 0, head.next_seq).map_err(|e| self.storage(e))?;
+            for entry in values {
+                let (key, value) = entry.map_err(|e| self.storage(e))?;
+                failure = visit(key, value.bytes())?;
                 if failure.is_some() {
                     break;
-                }
-            }
-            if let (None, Some(tail)) = (&failure, tail) {
-                for (i, v) in tail.records.iter().enumerate() {
-                    failure = visit(tail.first + i as u64, v)?;
-                    if failure.is_some() {
-                        break;
-                    }
                 }
             }
             if failure.is_some() {

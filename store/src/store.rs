@@ -25,7 +25,7 @@ use crate::schema::{
     self, CHECKPOINTS, IDENTITY, LEDGERS, META, META_NEXT_LEDGER_ID, META_RECORDS_TOTAL, MigrationStatus,
     NODES, RECORDS,
 };
-use crate::tail::{LedgerTail, Tails, head_key, tail_first};
+use crate::tail::{LedgerTail, Tails, head_key, stored_values};
 use crate::ticket::{Ticket, pair};
 use crate::tree::TreeView;
 
@@ -768,7 +768,6 @@ impl Snapshot<'_> {
         }
         let table = self.txn.open_table(RECORDS).map_err(|e| self.err(e))?;
         let tail = self.tail(head);
-        let split = tail_first(tail, head).clamp(from, end);
         let mut prev = if from == 0 {
             Hash32::ZERO
         } else {
@@ -799,15 +798,9 @@ impl Snapshot<'_> {
             out.push(RecordEntry { record, hash });
             Ok(())
         };
-        for entry in table.range((head.id, from)..(head.id, split)).map_err(|e| self.err(e))? {
-            let (k, v) = entry.map_err(|e| self.err(e))?;
-            take(k.value().1, v.value(), &mut prev)?;
-        }
-        if let Some(tail) = tail {
-            for seq in split..end {
-                let Some(v) = tail.get(seq) else { break };
-                take(seq, v, &mut prev)?;
-            }
+        for entry in stored_values(&table, head.id, tail, from, end).map_err(|e| self.err(e))? {
+            let (seq, v) = entry.map_err(|e| self.err(e))?;
+            take(seq, v.bytes(), &mut prev)?;
         }
         if expect != end {
             return Err(corruption(head, Some(expect), "record below head missing"));
@@ -829,11 +822,10 @@ impl Snapshot<'_> {
         let records = self.txn.open_table(RECORDS).map_err(|e| self.err(e))?;
         let nodes = self.txn.open_table(NODES).map_err(|e| self.err(e))?;
         let tail = self.tail(head);
-        let split = tail_first(tail, head);
         let mut tree = TreeView::new(head.id, &head.tenant, &head.ledger, &records, &nodes, tail);
         let mut prev = Hash32::ZERO;
         let mut checkpoints = 0u64;
-        let mut iter = records.range((head.id, 0)..(head.id, split)).map_err(|e| self.err(e))?;
+        let mut iter = stored_values(&records, head.id, tail, 0, head.next_seq).map_err(|e| self.err(e))?;
         for seq in 0..=head.next_seq {
             loop {
                 let size = match cp_iter.peek() {
@@ -859,23 +851,12 @@ impl Snapshot<'_> {
             if seq == head.next_seq {
                 break;
             }
-            let guard;
-            let value: &[u8] = if seq >= split {
-                tail.and_then(|t| t.get(seq))
-                    .ok_or_else(|| corruption(head, Some(seq), "record below head missing"))?
-            } else {
-                let (k, v) = match iter.next() {
-                    Some(Ok(kv)) => kv,
-                    Some(Err(e)) => return Err(self.err(e).into()),
-                    None => return Err(corruption(head, Some(seq), "record below head missing").into()),
-                };
-                if k.value().1 != seq {
-                    return Err(corruption(head, Some(seq), "record below head missing").into());
-                }
-                guard = v;
-                guard.value()
+            let value = match iter.next() {
+                Some(Ok((key, value))) if key == seq => value,
+                Some(Err(e)) => return Err(self.err(e).into()),
+                _ => return Err(corruption(head, Some(seq), "record below head missing").into()),
             };
-            let (record, stored) = decode_record(head, seq, prev, value)?;
+            let (record, stored) = decode_record(head, seq, prev, value.bytes())?;
             let proofs: Vec<Vec<Hash32>> = record
                 .parents()
                 .iter()

@@ -23,7 +23,7 @@ use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use annal_chain::Hash32;
-use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use redb::{AccessGuard, ReadableDatabase, ReadableTable, ReadableTableMetadata, StorageError};
 
 use crate::codec::{self, StoredHead};
 use crate::error::{Corruption, OpenError, ReadError};
@@ -106,10 +106,43 @@ pub(crate) fn head_key(head: &StoredHead) -> String {
     crate::store::key_of(&head.tenant, &head.ledger)
 }
 
-/// The first seq a reader takes from `tail` (the head's size when there is
-/// no tail: every record is in `records`).
-pub(crate) fn tail_first(tail: Option<&LedgerTail>, head: &StoredHead) -> u64 {
-    tail.map_or(head.next_seq, |t| t.first)
+/// A stored record value, read from `records` or from a tail.
+pub(crate) enum StoredValue<'a> {
+    Table(AccessGuard<'a, &'static [u8]>),
+    Tail(&'a [u8]),
+}
+
+impl StoredValue<'_> {
+    pub(crate) fn bytes(&self) -> &[u8] {
+        match self {
+            StoredValue::Table(guard) => guard.value(),
+            StoredValue::Tail(value) => value,
+        }
+    }
+}
+
+/// The stored values of ledger `id` at seqs `from..end`, in order, with the
+/// seq each is keyed under: below the tail's first from `records`, from
+/// there from the tail (ending where the tail ends). Gaps are the caller's
+/// to find: a missing seq is simply not yielded.
+pub(crate) fn stored_values<'a, R>(
+    records: &'a R,
+    id: u64,
+    tail: Option<&'a LedgerTail>,
+    from: u64,
+    end: u64,
+) -> Result<impl Iterator<Item = Result<(u64, StoredValue<'a>), StorageError>> + 'a, StorageError>
+where
+    R: ReadableTable<(u64, u64), &'static [u8]>,
+{
+    let split = tail.map_or(end, |t| t.first).clamp(from, end);
+    let flushed = records
+        .range((id, from)..(id, split))?
+        .map(|entry| entry.map(|(k, v)| (k.value().1, StoredValue::Table(v))));
+    let logged = tail.into_iter().flat_map(move |t| {
+        (split..end).map_while(move |seq| t.get(seq).map(|v| Ok((seq, StoredValue::Tail(v)))))
+    });
+    Ok(flushed.chain(logged))
 }
 
 /// A log value: ledger id, seq, stored record.
