@@ -15,7 +15,8 @@ use redb::{Durability, TableDefinition};
 
 /// The allocator annald links (daemon/src/main.rs), so that the store is
 /// measured as it runs in the daemon; glibc malloc and free were about a
-/// quarter of the committer's time on 64 ledgers.
+/// quarter of the committer's time on 64 ledgers. `main` also turns off
+/// transparent huge pages, as annald does.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -122,6 +123,9 @@ fn linger() -> Duration {
 }
 
 fn main() {
+    // As annald: the flush's run buffers came back as fresh 2 MiB pages that
+    // the kernel zeroed whole (about a tenth of the 64-ledger shape's CPU).
+    nix::sys::prctl::set_thp_disable(true).expect("prctl(PR_SET_THP_DISABLE)");
     let records: u64 = std::env::args()
         .skip_while(|a| a != "--records")
         .nth(1)
