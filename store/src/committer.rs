@@ -160,6 +160,9 @@ struct Batch {
     counts: HashMap<String, usize>,
     /// Ledgers writing straight to `records` in this batch.
     direct: HashSet<String>,
+    /// This batch's log entries (position, value), ascending; written as one
+    /// cursor run at the end of the batch (`Committer::write_log`).
+    log: Vec<(u64, Vec<u8>)>,
 }
 
 /// Replies for one committed (or dropped) batch, handed to the acker thread.
@@ -203,6 +206,20 @@ pub(crate) struct Committer {
     pub(crate) log_next: u64,
     /// Commits since the tails were last flushed.
     pub(crate) commits_since_flush: u64,
+}
+
+/// Writes a batch's log entries as one ascending cursor run: redb then
+/// builds each log leaf once, where one `insert` per entry rebuilt the leaf
+/// and its branch per entry (about a third of an append's time on the
+/// committer). A position already present is refused and aborts the batch.
+fn write_log(t: &mut Tables<'_>, log: &[(u64, Vec<u8>)]) -> Result<(), Abort> {
+    let Some(&(first, _)) = log.first() else { return Ok(()) };
+    let mut run = t.log.lower_bound_mut(Bound::Included(first))?;
+    for (position, value) in log {
+        run.insert_before(*position, value.as_slice()).map_err(run_error("log position already used"))?;
+    }
+    run.close()?;
+    Ok(())
 }
 
 fn corrupt(tenant: &str, ledger: &str, seq: Option<u64>, what: &'static str) -> Abort {
@@ -335,6 +352,7 @@ impl Committer {
             checkpoint: None,
             counts,
             direct: HashSet::new(),
+            log: Vec::new(),
         };
         let saved = (self.tails.clone(), self.tail_records, self.tail_bytes, self.log_next);
         match self.apply(batch, &mut replies, &mut state, flush) {
@@ -445,6 +463,7 @@ impl Committer {
                     }
                 }
             }
+            write_log(&mut t, &st.log)?;
             for (key, (head, changed)) in &st.heads {
                 if !*changed {
                     continue;
@@ -620,9 +639,7 @@ impl Committer {
         let nodes = advance_head(head, hash);
         *changed = true;
         if logged {
-            if t.log.insert(self.log_next, log_value(id, next, &value).as_slice())?.is_some() {
-                return Err(Abort::Invariant("log position already used"));
-            }
+            st.log.push((self.log_next, log_value(id, next, &value)));
             self.log_next += 1;
             self.tail_records += 1;
             self.tail_bytes += value.len();
