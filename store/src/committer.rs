@@ -97,6 +97,7 @@ impl AnyReply {
 }
 
 /// Why a batch was dropped without committing.
+#[derive(Debug)]
 enum Abort {
     /// redb failed: the store fails and stays failed until reopened.
     Storage(String),
@@ -777,4 +778,33 @@ fn identity(entry: IdentityEntry, t: &mut Tables<'_>) -> Result<IdentityResult, 
         return Err(Abort::Invariant("identity entry already present"));
     }
     Ok(Ok(next))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_run_appends_and_refuses_a_position_already_used() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = redb::Database::create(dir.path().join("t.redb")).expect("db");
+        crate::schema::up(&db).expect("schema");
+        let entries = |range: std::ops::Range<u64>| -> Vec<(u64, Vec<u8>)> {
+            range.map(|p| (p, vec![p as u8; 40])).collect()
+        };
+        let txn = db.begin_write().expect("txn");
+        let mut t = Tables::open(&txn).expect("tables");
+        write_log(&mut t, &entries(0..3)).expect("a first run");
+        write_log(&mut t, &entries(3..5)).expect("a run after it");
+        write_log(&mut t, &[]).expect("an empty run");
+        let stored: Vec<(u64, Vec<u8>)> = t
+            .log
+            .iter()
+            .expect("iter")
+            .map(|e| e.map(|(k, v)| (k.value(), v.value().to_vec())).expect("entry"))
+            .collect();
+        assert_eq!(stored, entries(0..5));
+        let again = write_log(&mut t, &entries(4..6));
+        assert!(matches!(again, Err(Abort::Invariant("log position already used"))));
+    }
 }
