@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use annal_chain::{
     CompactRange, Hash32, Parent, RecordView, Seq, SignedCheckpoint, TenantId, valid_key_name,
 };
-use redb::{Durability, ReadableTable, Table, WriteTransaction};
+use redb::{Durability, Key, ReadableTable, Table, Value, WriteTransaction};
 
 use crate::codec::{self, StoredHead, StoredIdempotency, StoredIdentity};
 use crate::error::{AppendRefusal, CheckpointRefusal, Corruption, IdentityRefusal, WriteError};
@@ -209,18 +209,35 @@ pub(crate) struct Committer {
     pub(crate) commits_since_flush: u64,
 }
 
-/// Writes a batch's log entries as one ascending cursor run: redb then
-/// builds each log leaf once, where one `insert` per entry rebuilt the leaf
-/// and its branch per entry (about a third of an append's time on the
-/// committer). A position already present is refused and aborts the batch.
-fn write_log(t: &mut Tables<'_>, log: &[(u64, Vec<u8>)]) -> Result<(), Abort> {
-    let Some(&(first, _)) = log.first() else { return Ok(()) };
-    let mut run = t.log.lower_bound_mut(Bound::Included(first))?;
-    for (position, value) in log {
-        run.insert_before(*position, value.as_slice()).map_err(run_error("log position already used"))?;
+/// Inserts `entries`, new keys in ascending order, as one run through a
+/// redb cursor: redb packs the run into full leaves once, where one `insert`
+/// per key rebuilt a leaf (and its branch) per key and split it in half
+/// whenever it filled. A key already present is refused (`what`) and aborts
+/// the batch.
+fn insert_run<'e, K: Key + 'static, V: Value + 'static>(
+    table: &mut Table<'_, K, V>,
+    entries: impl IntoIterator<Item = (K::SelfType<'e>, V::SelfType<'e>)>,
+    what: &'static str,
+) -> Result<(), Abort> {
+    let mut entries = entries.into_iter().peekable();
+    let Some((first, _)) = entries.peek() else { return Ok(()) };
+    let mut run = table.lower_bound_mut(Bound::Included(first))?;
+    for (key, value) in entries {
+        run.insert_before(key, value).map_err(run_error(what))?;
     }
     run.close()?;
     Ok(())
+}
+
+/// Writes a batch's log entries (ascending positions) as one run; one
+/// `insert` per entry was about a third of an append's time on the
+/// committer.
+fn write_log(t: &mut Tables<'_>, log: &[(u64, Vec<u8>)]) -> Result<(), Abort> {
+    insert_run(
+        &mut t.log,
+        log.iter().map(|(position, value)| (*position, value.as_slice())),
+        "log position already used",
+    )
 }
 
 fn corrupt(tenant: &str, ledger: &str, seq: Option<u64>, what: &'static str) -> Abort {
@@ -486,28 +503,18 @@ impl Committer {
 
     /// Moves every tail into the ledger tables (the log was deleted). Each
     /// tail's records, and its nodes of each level, are one ascending run of
-    /// new keys, inserted through a cursor: redb packs a run into full leaves
-    /// once, where one `insert` per key rebuilt a leaf per key and split it in
-    /// half whenever it filled (about a third of the committer's time on 64
-    /// ledgers, and half-empty leaves on disk).
+    /// new keys (`insert_run`): one `insert` per key was about a third of the
+    /// committer's time on 64 ledgers and left half-empty leaves on disk.
     fn flush_tails(&mut self, t: &mut Tables<'_>) -> Result<(), Abort> {
         for (key, tail) in &self.tails {
             let id = tail.head.id;
-            let mut run = t.records.lower_bound_mut(Bound::Included((id, tail.first)))?;
-            for (seq, value) in (tail.first..).zip(&tail.records) {
-                run.insert_before((id, seq), &value[..]).map_err(run_error("record key already present"))?;
-            }
-            run.close()?;
+            let records = (tail.first..).zip(&tail.records).map(|(seq, value)| ((id, seq), &value[..]));
+            insert_run(&mut t.records, records, "record key already present")?;
             let mut nodes: Vec<(&(u8, u64), &[u8; 32])> = tail.nodes.iter().collect();
             nodes.sort_unstable_by_key(|(k, _)| **k);
             for level in nodes.chunk_by(|a, b| a.0.0 == b.0.0) {
-                let &(&(l, first), _) = level.first().expect("chunks are not empty");
-                let mut run = t.nodes.lower_bound_mut(Bound::Included((id, l, first)))?;
-                for &(&(l, index), h) in level {
-                    run.insert_before((id, l, index), *h)
-                        .map_err(run_error("merkle node already present"))?;
-                }
-                run.close()?;
+                let level = level.iter().map(|&(&(l, index), h)| ((id, l, index), *h));
+                insert_run(&mut t.nodes, level, "merkle node already present")?;
             }
             t.ledgers.insert(key.as_str(), codec::encode(&tail.head).as_slice())?;
         }
