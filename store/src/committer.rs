@@ -127,7 +127,7 @@ struct Tables<'t> {
     ledgers: Table<'t, &'static str, &'static [u8]>,
     names: Table<'t, u64, &'static str>,
     records: Table<'t, (u64, u64), &'static [u8]>,
-    nodes: Table<'t, (u64, u8, u64), [u8; 32]>,
+    nodes: Table<'t, (u64, u64, u8), [u8; 32]>,
     checkpoints: Table<'t, (u64, u64), &'static str>,
     idempotency: Table<'t, &'static [u8], &'static [u8]>,
     identity: Table<'t, u64, &'static [u8]>,
@@ -502,7 +502,7 @@ impl Committer {
     }
 
     /// Moves every tail into the ledger tables (the log was deleted). Each
-    /// tail's records, and its nodes of each level, are one ascending run of
+    /// tail's records, and its nodes, are each one ascending run of
     /// new keys (`insert_run`): one `insert` per key was about a third of the
     /// committer's time on 64 ledgers and left half-empty leaves on disk.
     fn flush_tails(&mut self, t: &mut Tables<'_>) -> Result<(), Abort> {
@@ -510,12 +510,10 @@ impl Committer {
             let id = tail.head.id;
             let records = (tail.first..).zip(&tail.records).map(|(seq, value)| ((id, seq), &value[..]));
             insert_run(&mut t.records, records, "record key already present")?;
-            let mut nodes: Vec<(&(u8, u64), &[u8; 32])> = tail.nodes.iter().collect();
-            nodes.sort_unstable_by_key(|(k, _)| **k);
-            for level in nodes.chunk_by(|a, b| a.0.0 == b.0.0) {
-                let level = level.iter().map(|&(&(l, index), h)| ((id, l, index), *h));
-                insert_run(&mut t.nodes, level, "merkle node already present")?;
-            }
+            let mut nodes: Vec<((u64, u64, u8), [u8; 32])> =
+                tail.nodes.iter().map(|(&(l, index), h)| (crate::tree::node_key(id, l, index), *h)).collect();
+            nodes.sort_unstable_by_key(|(k, _)| *k);
+            insert_run(&mut t.nodes, nodes, "merkle node already present")?;
             t.ledgers.insert(key.as_str(), codec::encode(&tail.head).as_slice())?;
         }
         self.tails.clear();
@@ -662,7 +660,7 @@ impl Committer {
                 return Err(Abort::Invariant("record key already present"));
             }
             for (level, index, h) in nodes {
-                if t.nodes.insert((id, level, index), &h)?.is_some() {
+                if t.nodes.insert(crate::tree::node_key(id, level, index), &h)?.is_some() {
                     return Err(Abort::Invariant("merkle node already present"));
                 }
             }

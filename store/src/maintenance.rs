@@ -180,7 +180,9 @@ impl Store {
                         let level8 = u8::try_from(level).expect("levels fit u8");
                         let stored = match tail.and_then(|t| t.node(level8, index)) {
                             Some(n) => Ok(Some(n)),
-                            None => nodes.get((head.id, level8, index)).map(|n| n.map(|n| n.value())),
+                            None => nodes
+                                .get(crate::tree::node_key(head.id, level8, index))
+                                .map(|n| n.map(|n| n.value())),
                         };
                         match stored {
                             Ok(Some(n)) if n == *h.as_bytes() => {}

@@ -17,8 +17,14 @@ pub(crate) const LEDGERS: TableDefinition<&str, &[u8]> = TableDefinition::new("l
 pub(crate) const LEDGER_NAMES: TableDefinition<u64, &str> = TableDefinition::new("ledger_names");
 /// `(ledger id, seq)` → `StoredRecord`.
 pub(crate) const RECORDS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("records");
-/// `(ledger id, level, index)` → perfect subtree hash, levels ≥ MERKLE_STORED_LEVEL_MIN.
-pub(crate) const NODES: TableDefinition<(u64, u8, u64), [u8; 32]> = TableDefinition::new("merkle_nodes");
+/// `(ledger id, seq of the last leaf, level)` → perfect subtree hash, levels
+/// ≥ MERKLE_STORED_LEVEL_MIN (`tree::node_key`). Keyed in the order appends
+/// complete the nodes, so each ledger's new nodes are one ascending run.
+pub(crate) const NODES: TableDefinition<(u64, u64, u8), [u8; 32]> =
+    TableDefinition::new("merkle_nodes_by_end");
+/// The same nodes keyed `(ledger id, level, index)`: migrations 1 to 3 only;
+/// migration 4 moves them into `NODES`.
+const NODES_BY_LEVEL: TableDefinition<(u64, u8, u64), [u8; 32]> = TableDefinition::new("merkle_nodes");
 /// `(ledger id, size)` → signed note text.
 pub(crate) const CHECKPOINTS: TableDefinition<(u64, u64), &str> = TableDefinition::new("checkpoints");
 /// `ledger id (BE) || key` → `StoredIdempotency`.
@@ -65,7 +71,7 @@ fn initial(txn: &WriteTransaction) -> Result<(), redb::Error> {
     txn.open_table(LEDGERS)?;
     txn.open_table(LEDGER_NAMES)?;
     txn.open_table(RECORDS)?;
-    txn.open_table(NODES)?;
+    txn.open_table(NODES_BY_LEVEL)?;
     txn.open_table(CHECKPOINTS)?;
     txn.open_table(IDEMPOTENCY)?;
     txn.open_table(IDENTITY)?;
@@ -85,6 +91,32 @@ fn control_plane(txn: &WriteTransaction) -> Result<(), redb::Error> {
 
 fn append_log(txn: &WriteTransaction) -> Result<(), redb::Error> {
     txn.open_table(LOG)?;
+    Ok(())
+}
+
+/// Re-keys every stored node by the seq its subtree ends at, one row at a
+/// time (memory stays flat however large the store), then drops the old
+/// table. A row that names no possible subtree refuses the migration.
+fn nodes_by_end(txn: &WriteTransaction) -> Result<(), redb::Error> {
+    {
+        let old = txn.open_table(NODES_BY_LEVEL)?;
+        let mut new = txn.open_table(NODES)?;
+        for row in old.iter()? {
+            let (key, hash) = row?;
+            let (id, level, index) = key.value();
+            let Some(key) = crate::tree::checked_node_key(id, level, index) else {
+                return Err(redb::Error::Corrupted(format!(
+                    "merkle node (ledger {id}, level {level}, index {index}) names no subtree"
+                )));
+            };
+            if new.insert(key, hash.value())?.is_some() {
+                return Err(redb::Error::Corrupted(format!(
+                    "merkle node (ledger {id}, level {level}, index {index}) stored twice"
+                )));
+            }
+        }
+    }
+    txn.delete_table(NODES_BY_LEVEL)?;
     Ok(())
 }
 
@@ -112,6 +144,13 @@ pub static MIGRATION_STEPS: &[Migration] = &[
         definition: "append_log:u64->(ledger id u64 LE, seq u64 LE, StoredRecord); holds the records \
             of ledger tails not yet in records, emptied by every flush",
         apply: append_log,
+    },
+    Migration {
+        id: 4,
+        name: "merkle nodes by end",
+        definition: "merkle_nodes_by_end:(ledger id u64, seq of the subtree's last leaf u64, level u8)->[u8;32] \
+            levels>=4, filled from merkle_nodes:(u64,u8,u64), which is dropped",
+        apply: nodes_by_end,
     },
 ];
 

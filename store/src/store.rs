@@ -722,7 +722,7 @@ impl Snapshot<'_> {
             &mut TreeView<
                 '_,
                 redb::ReadOnlyTable<(u64, u64), &'static [u8]>,
-                redb::ReadOnlyTable<(u64, u8, u64), [u8; 32]>,
+                redb::ReadOnlyTable<(u64, u64, u8), [u8; 32]>,
             >,
         ) -> T,
     ) -> Result<T, ReadError> {

@@ -43,6 +43,19 @@ pub(crate) fn stored_level(level: u32) -> bool {
     level >= MERKLE_STORED_LEVEL_MIN
 }
 
+/// The `merkle_nodes` key of the perfect subtree `index` at `level`: ledger,
+/// the seq of its last leaf, level. Nodes are keyed in the order appends
+/// complete them, so a ledger's new nodes are one ascending run.
+pub(crate) fn node_key(id: u64, level: u8, index: u64) -> (u64, u64, u8) {
+    checked_node_key(id, level, index).expect("a stored subtree ends at a seq")
+}
+
+/// `node_key`, or `None` for a `(level, index)` no tree has.
+pub(crate) fn checked_node_key(id: u64, level: u8, index: u64) -> Option<(u64, u64, u8)> {
+    let end = index.checked_add(1)?.checked_mul(1u64.checked_shl(u32::from(level))?)?;
+    Some((id, end - 1, level))
+}
+
 /// Proof source over one read (or write) transaction's tables and the
 /// ledger's tail (records and nodes not yet in those tables).
 pub(crate) struct TreeView<'a, R, N> {
@@ -60,7 +73,7 @@ pub(crate) struct TreeView<'a, R, N> {
 impl<'a, R, N> TreeView<'a, R, N>
 where
     R: ReadableTable<(u64, u64), &'static [u8]>,
-    N: ReadableTable<(u64, u8, u64), [u8; 32]>,
+    N: ReadableTable<(u64, u64, u8), [u8; 32]>,
 {
     pub(crate) fn new(
         id: u64,
@@ -147,7 +160,7 @@ where
             if let Some(h) = self.tail.and_then(|t| t.node(level_u8, index)) {
                 return Hash32::from_bytes(h);
             }
-            return match self.nodes.get((self.id, level_u8, index)) {
+            return match self.nodes.get(node_key(self.id, level_u8, index)) {
                 Ok(Some(v)) => Hash32::from_bytes(v.value()),
                 Ok(None) => self.corrupt(first, "merkle node missing"),
                 Err(e) => self.storage(e),
@@ -183,7 +196,7 @@ where
 impl<R, N> Subtrees for TreeView<'_, R, N>
 where
     R: ReadableTable<(u64, u64), &'static [u8]>,
-    N: ReadableTable<(u64, u8, u64), [u8; 32]>,
+    N: ReadableTable<(u64, u64, u8), [u8; 32]>,
 {
     fn subtree(&mut self, start: u64, end: u64) -> Hash32 {
         range_hash_from_perfect(start, end, &mut |level, index| self.perfect(level, index))
@@ -194,6 +207,18 @@ where
 mod tests {
     use super::*;
     use annal_chain::{CompactRange, MemoryTree};
+
+    #[test]
+    fn node_keys_sort_by_last_leaf_and_refuse_impossible_subtrees() {
+        assert_eq!(node_key(7, 4, 0), (7, 15, 4));
+        assert_eq!(node_key(7, 5, 2), (7, 95, 5));
+        // The subtrees an append completes share its seq and sort by level.
+        assert!(node_key(7, 4, 5) < node_key(7, 5, 2) && node_key(7, 5, 2) < node_key(7, 4, 6));
+        assert_eq!(checked_node_key(7, 4, u64::MAX >> 4), None);
+        assert_eq!(checked_node_key(7, 64, 0), None);
+        assert_eq!(checked_node_key(7, 63, 1), None);
+        assert_eq!(checked_node_key(7, 63, 0), Some((7, u64::MAX >> 1, 63)));
+    }
 
     #[test]
     fn append_leaf_matches_chain_and_reports_every_node() {

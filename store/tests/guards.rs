@@ -240,6 +240,65 @@ fn migrations_are_checked_at_open() {
     assert_eq!(annal_store::migrate_up(fresh.path()).unwrap().head, head);
 }
 
+/// Migration 4 re-keys the Merkle nodes by the seq their subtree ends at. A
+/// database in the layout before it (made here from a current one by the
+/// inverse mapping) migrates to exactly the current layout, and proofs and
+/// `check` agree with what they were.
+#[test]
+fn migration_4_rekeys_merkle_nodes_by_end() {
+    use redb::{ReadableDatabase, ReadableTable};
+    type ByEnd = redb::TableDefinition<'static, (u64, u64, u8), [u8; 32]>;
+    type ByLevel = redb::TableDefinition<'static, (u64, u8, u64), [u8; 32]>;
+    const BY_END: ByEnd = redb::TableDefinition::new("merkle_nodes_by_end");
+    const BY_LEVEL: ByLevel = redb::TableDefinition::new("merkle_nodes");
+    const MIGRATIONS: redb::TableDefinition<u32, &[u8]> = redb::TableDefinition::new("schema_migrations");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(annal_store::DB_FILE_NAME);
+    let (t, l) = (tenant("acme"), ledger("orders"));
+    let proofs = |s: &Store| -> Vec<Vec<Hash32>> {
+        (0..300).map(|seq| s.inclusion_proof(&t, &l, Seq::new(seq), 300).unwrap()).collect()
+    };
+    let s = open(dir.path());
+    for i in 0..300 {
+        append(&s, request("acme", "orders", i, &i.to_le_bytes(), vec![]));
+    }
+    let expected = proofs(&s);
+    s.close().unwrap();
+    let nodes = |db: &redb::Database| -> Vec<((u64, u64, u8), [u8; 32])> {
+        let txn = db.begin_read().unwrap();
+        let table = txn.open_table(BY_END).unwrap();
+        table.iter().unwrap().map(|row| row.map(|(k, v)| (k.value(), v.value())).unwrap()).collect()
+    };
+    let before = {
+        let db = redb::Database::open(&path).unwrap();
+        let before = nodes(&db);
+        // 300 leaves: 18 subtrees of 16, 9 of 32, 4 of 64, 2 of 128, 1 of 256.
+        assert_eq!(before.len(), 34);
+        let mut txn = db.begin_write().unwrap();
+        txn.set_durability(redb::Durability::Immediate).unwrap();
+        {
+            let mut old = txn.open_table(BY_LEVEL).unwrap();
+            for ((id, end, level), hash) in &before {
+                old.insert((*id, *level, ((end + 1) >> level) - 1), hash).unwrap();
+            }
+            txn.open_table(MIGRATIONS).unwrap().remove(4).unwrap();
+        }
+        txn.delete_table(BY_END).unwrap();
+        txn.commit().unwrap();
+        before
+    };
+    let status = annal_store::migration_status(dir.path()).unwrap();
+    assert_eq!((status.head, status.pending), (3, vec![4]));
+    let s = open(dir.path());
+    assert_eq!(proofs(&s), expected);
+    assert_eq!(s.check(&[]).unwrap().failure, None);
+    s.close().unwrap();
+    let db = redb::Database::open(&path).unwrap();
+    assert_eq!(nodes(&db), before);
+    let txn = db.begin_read().unwrap();
+    assert!(matches!(txn.open_table(BY_LEVEL), Err(redb::TableError::TableDoesNotExist(_))));
+}
+
 /// Opens the store in `dir`, appends the records `seqs` to acme/orders and
 /// closes it cleanly.
 fn append_and_close(dir: &std::path::Path, seqs: std::ops::Range<u64>) {
