@@ -37,6 +37,7 @@
 //! history (a restored or replaced database) clears it at the next catch-up,
 //! so the index never answers for a history it was not built from.
 
+use std::ops::Bound;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -545,13 +546,42 @@ impl Index {
         self.scan(&prefix)
     }
 
-    /// Records of `tenant` whose payload has this blake3 digest.
+    /// Records of `tenant` whose payload has this blake3 digest, in
+    /// (ledger, seq) order, after `after` (exclusive), at most `limit`
+    /// (capped at `RANGE_RECORDS_COUNT_MAX`). Complete for each ledger
+    /// below its watermark; past it, a step in progress may have written
+    /// some.
     pub fn by_payload_digest(
         &self,
         tenant: &TenantId,
         digest: &[u8; 32],
+        after: Option<(&LedgerName, Seq)>,
+        limit: u64,
     ) -> Result<Vec<(LedgerName, Seq)>, IndexError> {
-        self.scan(&digest_prefix(tenant.as_str(), digest))
+        let prefix = digest_prefix(tenant.as_str(), digest);
+        let start = match after {
+            None => Bound::Included(prefix.clone()),
+            Some((ledger, seq)) => {
+                let mut k = prefix.clone();
+                k.extend_from_slice(ledger.as_str().as_bytes());
+                k.push(0);
+                k.extend_from_slice(&seq.get().to_be_bytes());
+                Bound::Excluded(k)
+            }
+        };
+        let limit = limit.min(RANGE_RECORDS_COUNT_MAX);
+        let mut out = Vec::new();
+        for kv in self.db.range::<Vec<u8>, _>((start, Bound::Unbounded)) {
+            if out.len() as u64 >= limit {
+                break;
+            }
+            let (k, _) = kv?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            out.push(tail(&k[prefix.len()..]).ok_or_else(|| IndexError::Sled("malformed index key".into()))?);
+        }
+        Ok(out)
     }
 
     fn scan(&self, prefix: &[u8]) -> Result<Vec<(LedgerName, Seq)>, IndexError> {

@@ -5,6 +5,7 @@ mod api;
 mod api_docs;
 mod auth_cache;
 mod crash;
+mod digest;
 mod faults;
 mod harness;
 mod keys;

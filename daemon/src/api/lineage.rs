@@ -59,7 +59,7 @@ async fn lineage(ledger: String, seq: u64, headers: HeaderMap, app: Arc<App>) ->
     with_rate_headers(resp, &app, decision)
 }
 
-fn index_error(e: IndexError) -> ApiError {
+pub(super) fn index_error(e: IndexError) -> ApiError {
     match e {
         IndexError::Read(e) => read_error(e),
         IndexError::Sled(reason) => {
@@ -67,6 +67,17 @@ fn index_error(e: IndexError) -> ApiError {
             ApiError::IndexUnavailable
         }
     }
+}
+
+/// Whether the index has caught up with every ledger of `tenant` as it
+/// stands now.
+pub(super) fn index_complete(store: &Store, index: &Index, tenant: &TenantId) -> Result<bool, ApiError> {
+    for (t, l, size) in store.ledgers().map_err(read_error)? {
+        if t == *tenant && index.watermark(&t, &l).map_err(index_error)? < size {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 fn node(entry: &RecordEntry, depth: u32) -> serde_json::Value {
@@ -105,13 +116,7 @@ fn answer(
     // Read before the walk: every child appended before this point is in
     // the index when `index_complete` is true.
     let watermark = index.watermark(tenant, ledger).map_err(index_error)?;
-    let mut index_complete = true;
-    for (t, l, size) in store.ledgers().map_err(read_error)? {
-        if t == *tenant && index.watermark(&t, &l).map_err(index_error)? < size {
-            index_complete = false;
-            break;
-        }
-    }
+    let index_complete = index_complete(store, index, tenant)?;
 
     // Ancestors: parent links, breadth first.
     let mut ancestors = Vec::new();

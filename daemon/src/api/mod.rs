@@ -4,6 +4,7 @@
 
 mod admin;
 pub mod auth_cache;
+mod digest;
 mod error;
 mod lineage;
 mod openapi;
@@ -320,6 +321,8 @@ pub fn build(
         .or(tenant::routes(app.clone()))
         .unify()
         .or(lineage::routes(app.clone()))
+        .unify()
+        .or(digest::routes(app.clone()))
         .unify()
         .or(admin::routes(app.clone()))
         .unify()
