@@ -96,7 +96,8 @@ fn append_log(txn: &WriteTransaction) -> Result<(), redb::Error> {
 
 /// Re-keys every stored node by the seq its subtree ends at, one row at a
 /// time (memory stays flat however large the store), then drops the old
-/// table. A row that names no possible subtree refuses the migration.
+/// table. A row at a level that is never stored, or whose subtree would end
+/// past the largest seq, refuses the migration.
 fn nodes_by_end(txn: &WriteTransaction) -> Result<(), redb::Error> {
     {
         let old = txn.open_table(NODES_BY_LEVEL)?;
@@ -104,7 +105,9 @@ fn nodes_by_end(txn: &WriteTransaction) -> Result<(), redb::Error> {
         for row in old.iter()? {
             let (key, hash) = row?;
             let (id, level, index) = key.value();
-            let Some(key) = crate::tree::checked_node_key(id, level, index) else {
+            let key = crate::tree::checked_node_key(id, level, index)
+                .filter(|_| crate::tree::stored_level(u32::from(level)));
+            let Some(key) = key else {
                 return Err(redb::Error::Corrupted(format!(
                     "merkle node (ledger {id}, level {level}, index {index}) names no subtree"
                 )));

@@ -556,6 +556,17 @@ impl Store {
             })
             .collect())
     }
+
+    /// One tenant's ledgers and their sizes, in name order; reads only
+    /// that tenant's rows.
+    pub fn tenant_ledgers(&self, tenant: &TenantId) -> Result<Vec<(LedgerName, u64)>, ReadError> {
+        let snap = self.snapshot()?;
+        Ok(snap
+            .heads_under(Some(tenant))?
+            .into_iter()
+            .filter_map(|h| Some((LedgerName::new(&h.ledger).ok()?, h.next_seq)))
+            .collect())
+    }
 }
 
 impl Drop for Store {
@@ -689,12 +700,27 @@ impl Snapshot<'_> {
 
     /// Every ledger's head, in key order.
     pub(crate) fn heads(&self) -> Result<Vec<StoredHead>, ReadError> {
+        self.heads_under(None)
+    }
+
+    /// The heads of every ledger, or of one tenant's ledgers only (a range
+    /// of the `ledgers` table: its keys are `tenant/ledger`).
+    fn heads_under(&self, tenant: Option<&TenantId>) -> Result<Vec<StoredHead>, ReadError> {
         let table = self.txn.open_table(LEDGERS).map_err(|e| self.err(e))?;
+        // `0` is the byte after `/`, so `tenant/` up to `tenant0` holds
+        // exactly the keys that start with `tenant/`.
+        let bounds = tenant.map(|t| (format!("{t}/"), format!("{t}0")));
         let mut out = std::collections::BTreeMap::new();
         for (key, tail) in self.tails.iter() {
-            out.insert(key.clone(), tail.head.clone());
+            if bounds.as_ref().is_none_or(|(from, _)| key.starts_with(from.as_str())) {
+                out.insert(key.clone(), tail.head.clone());
+            }
         }
-        for entry in table.iter().map_err(|e| self.err(e))? {
+        let rows = match &bounds {
+            Some((from, to)) => table.range(from.as_str()..to.as_str()),
+            None => table.range::<&str>(..),
+        };
+        for entry in rows.map_err(|e| self.err(e))? {
             let (k, v) = entry.map_err(|e| self.err(e))?;
             if self.tails.contains_key(k.value()) {
                 continue;

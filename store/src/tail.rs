@@ -9,7 +9,7 @@
 //! ledger's new head and Merkle nodes stay in memory: the ledger's *tail*.
 //! Every `TAIL_FLUSH_COMMITS` commits (or when the tails grow past their
 //! limits, and at close) one commit moves every tail into `records`,
-//! `merkle_nodes` and `ledgers` and empties the log. Each record is then in
+//! `merkle_nodes_by_end` and `ledgers` and empties the log. Each record is then in
 //! exactly one of the two places, in the same transaction.
 //!
 //! Readers take the published tails *before* their read transaction. A flush

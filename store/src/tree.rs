@@ -43,7 +43,7 @@ pub(crate) fn stored_level(level: u32) -> bool {
     level >= MERKLE_STORED_LEVEL_MIN
 }
 
-/// The `merkle_nodes` key of the perfect subtree `index` at `level`: ledger,
+/// The `merkle_nodes_by_end` key of the perfect subtree `index` at `level`: ledger,
 /// the seq of its last leaf, level. Nodes are keyed in the order appends
 /// complete them, so a ledger's new nodes are one ascending run.
 pub(crate) fn node_key(id: u64, level: u8, index: u64) -> (u64, u64, u8) {

@@ -299,6 +299,32 @@ fn migration_4_rekeys_merkle_nodes_by_end() {
     assert!(matches!(txn.open_table(BY_LEVEL), Err(redb::TableError::TableDoesNotExist(_))));
 }
 
+/// `tenant_ledgers` reads one tenant's ledgers (flushed rows and live tails
+/// alike), never a neighbour whose name shares a prefix or sorts next to it.
+#[test]
+fn tenant_ledgers_lists_exactly_one_tenants_ledgers() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    for (t, l, n) in [
+        ("acme", "orders", 3),
+        ("acme", "a.b", 1),
+        ("acme.x", "orders", 1),
+        ("acme0", "x", 2),
+        ("acm", "y", 1),
+    ] {
+        for i in 0..n {
+            append(&s, request(t, l, i, b"p", vec![]));
+        }
+    }
+    let expected = vec![(ledger("a.b"), 1), (ledger("orders"), 3)];
+    assert_eq!(s.tenant_ledgers(&tenant("acme")).unwrap(), expected, "live tails");
+    s.close().unwrap();
+    let s = open(dir.path());
+    assert_eq!(s.tenant_ledgers(&tenant("acme")).unwrap(), expected, "flushed rows");
+    assert_eq!(s.tenant_ledgers(&tenant("acme0")).unwrap(), vec![(ledger("x"), 2)]);
+    assert!(s.tenant_ledgers(&tenant("nobody")).unwrap().is_empty());
+}
+
 /// Opens the store in `dir`, appends the records `seqs` to acme/orders and
 /// closes it cleanly.
 fn append_and_close(dir: &std::path::Path, seqs: std::ops::Range<u64>) {

@@ -200,11 +200,10 @@ async fn get_tenant(tenant: String, headers: HeaderMap, app: Arc<App>) -> Respon
         let t = app.store.tenant(&id).map_err(read_error)?.ok_or(ApiError::TenantNotFound)?;
         let ledgers: Vec<_> = app
             .store
-            .ledgers()
+            .tenant_ledgers(&id)
             .map_err(read_error)?
             .into_iter()
-            .filter(|(t, _, _)| *t == id)
-            .map(|(_, l, size)| serde_json::json!({"ledger": l.as_str(), "size": size}))
+            .map(|(l, size)| serde_json::json!({"ledger": l.as_str(), "size": size}))
             .collect();
         let mut body = tenant_json(&t);
         body["ledgers"] = serde_json::Value::from(ledgers);

@@ -70,10 +70,10 @@ pub(super) fn index_error(e: IndexError) -> ApiError {
 }
 
 /// Whether the index has caught up with every ledger of `tenant` as it
-/// stands now.
+/// stands now (reads that tenant's ledgers only).
 pub(super) fn index_complete(store: &Store, index: &Index, tenant: &TenantId) -> Result<bool, ApiError> {
-    for (t, l, size) in store.ledgers().map_err(read_error)? {
-        if t == *tenant && index.watermark(&t, &l).map_err(index_error)? < size {
+    for (l, size) in store.tenant_ledgers(tenant).map_err(read_error)? {
+        if index.watermark(tenant, &l).map_err(index_error)? < size {
             return Ok(false);
         }
     }
