@@ -101,13 +101,7 @@ fn the_payload_digest_route_refuses_bad_input_and_foreign_keys() {
     let d = Daemon::start(None);
     let admin = d.admin_key();
     let acme = d.tenant_with_key("acme");
-    let revoked = d.tenant_with_key("gamma");
-    let suspended = d.tenant_with_key("delta");
-    let gamma_keys = d.call("GET", "/admin/v1/tenants/gamma/keys", &admin, None).json();
-    let gamma_id = gamma_keys["keys"][0]["key_id"].as_str().expect("key id").to_owned();
-    let revoke = format!("/admin/v1/tenants/gamma/keys/{gamma_id}/revoke");
-    assert_eq!(d.call("POST", &revoke, &admin, None).status, 200);
-    assert_eq!(d.call("POST", "/admin/v1/tenants/delta/suspend", &admin, None).status, 200);
+    let (revoked, suspended) = d.refused_keys("gamma", "delta");
     let digest = blake3::hash(b"x").to_hex().to_string();
     let path = format!("/v1/payloads/{digest}/records");
 

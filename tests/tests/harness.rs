@@ -180,6 +180,22 @@ impl Daemon {
         r.json()["key"].as_str().expect("key shown once").to_owned()
     }
 
+    /// Keys that may not read: one of tenant `revoked_tenant`, issued and
+    /// then revoked, and one of tenant `suspended_tenant`, which is then
+    /// suspended. Returns (revoked key, suspended key).
+    pub fn refused_keys(&self, revoked_tenant: &str, suspended_tenant: &str) -> (String, String) {
+        let admin = self.admin_key();
+        let revoked = self.tenant_with_key(revoked_tenant);
+        let suspended = self.tenant_with_key(suspended_tenant);
+        let keys = self.call("GET", &format!("/admin/v1/tenants/{revoked_tenant}/keys"), &admin, None).json();
+        let key_id = keys["keys"][0]["key_id"].as_str().expect("key id").to_owned();
+        let revoke = format!("/admin/v1/tenants/{revoked_tenant}/keys/{key_id}/revoke");
+        assert_eq!(self.call("POST", &revoke, &admin, None).status, 200, "revoke");
+        let suspend = format!("/admin/v1/tenants/{suspended_tenant}/suspend");
+        assert_eq!(self.call("POST", &suspend, &admin, None).status, 200, "suspend");
+        (revoked, suspended)
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
