@@ -15,8 +15,8 @@ use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use warp::Filter as _;
 
-use super::lineage::{index_complete, index_error};
-use super::{ApiError, Req, Response, Routes, json, read_error, with_app, with_rate_headers};
+use super::lineage::{index_call, index_complete, index_error};
+use super::{ApiError, Response, Routes, json, read_error, with_app};
 use crate::app::App;
 use crate::limits::{PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX};
 
@@ -41,39 +41,18 @@ struct DigestPage {
 }
 
 async fn by_digest(digest: String, headers: HeaderMap, page: DigestPage, app: Arc<App>) -> Response {
-    let mut r = Req { method: "GET", route: ROUTE, headers, tenant: None, key_id: None };
-    let (tenant, decision) = match app.tenant_auth(&mut r) {
-        Ok(v) => v,
-        Err(e) => return app.fail(&r, e),
-    };
-    r.headers = HeaderMap::new();
-    let result = match parse(&digest, &page) {
-        Err(e) => Err(e),
-        Ok((digest, after, limit)) => {
-            let (store, index) = (app.store.clone(), app.index.clone());
-            tokio::task::spawn_blocking(move || {
-                answer(&store, index.as_deref(), &tenant, digest, after, limit)
-            })
-            .await
-            .unwrap_or_else(|e| {
-                log::error!("payload digest task failed: {e}");
-                Err(ApiError::Internal)
-            })
+    index_call(app, ROUTE, headers, move |store, index, tenant| {
+        let (digest, after, limit) = parse(&digest, &page)?;
+        let (body, next) = answer(store, index, tenant, digest, after, limit)?;
+        let mut resp = json(StatusCode::OK, &body);
+        if let Some(next) = next
+            && let Ok(v) = format!("<{next}>; rel=\"next\"").parse()
+        {
+            resp.headers_mut().insert(http::header::LINK, v);
         }
-    };
-    let resp = match result {
-        Ok((body, next)) => {
-            let mut resp = json(StatusCode::OK, &body);
-            if let Some(next) = next
-                && let Ok(v) = format!("<{next}>; rel=\"next\"").parse()
-            {
-                resp.headers_mut().insert(http::header::LINK, v);
-            }
-            resp
-        }
-        Err(e) => app.fail(&r, e),
-    };
-    with_rate_headers(resp, &app, decision)
+        Ok(resp)
+    })
+    .await
 }
 
 type Cursor = Option<(LedgerName, Seq)>;

@@ -30,32 +30,42 @@ pub fn routes(app: Arc<App>) -> Routes {
 const ROUTE: &str = "GET /v1/ledgers/{ledger}/records/{seq}/lineage";
 
 async fn lineage(ledger: String, seq: u64, headers: HeaderMap, app: Arc<App>) -> Response {
-    let mut r = Req { method: "GET", route: ROUTE, headers, tenant: None, key_id: None };
-    // The same authentication every tenant route uses (`App::tenant_auth`).
+    index_call(app, ROUTE, headers, move |store, index, tenant| {
+        // An invalid name cannot exist: answer as for a missing ledger.
+        let ledger = LedgerName::new(&ledger).map_err(|_| ApiError::LedgerNotFound)?;
+        let body = answer(store, index, tenant, &ledger, Seq::new(seq))?;
+        Ok(json(StatusCode::OK, &body))
+    })
+    .await
+}
+
+/// Serves a tenant route answered from the sled index: authenticates as
+/// every tenant route does (`App::tenant_auth`), runs `answer` on the
+/// blocking pool (it reads redb and sled), sends a refusal down the one
+/// error path, and adds the rate headers.
+pub(super) async fn index_call<F>(
+    app: Arc<App>,
+    route: &'static str,
+    headers: HeaderMap,
+    answer: F,
+) -> Response
+where
+    F: FnOnce(&Store, Option<&Index>, &TenantId) -> Result<Response, ApiError> + Send + 'static,
+{
+    let mut r = Req { method: "GET", route, headers, tenant: None, key_id: None };
     let (tenant, decision) = match app.tenant_auth(&mut r) {
         Ok(v) => v,
         Err(e) => return app.fail(&r, e),
     };
     r.headers = HeaderMap::new();
-    let result = match LedgerName::new(&ledger) {
-        // An invalid name cannot exist: answer as for a missing ledger.
-        Err(_) => Err(ApiError::LedgerNotFound),
-        Ok(ledger) => {
-            let (store, index) = (app.store.clone(), app.index.clone());
-            tokio::task::spawn_blocking(move || {
-                answer(&store, index.as_deref(), &tenant, &ledger, Seq::new(seq))
-            })
-            .await
-            .unwrap_or_else(|e| {
-                log::error!("lineage task failed: {e}");
-                Err(ApiError::Internal)
-            })
-        }
-    };
-    let resp = match result {
-        Ok(body) => json(StatusCode::OK, &body),
-        Err(e) => app.fail(&r, e),
-    };
+    let (store, index) = (app.store.clone(), app.index.clone());
+    let result = tokio::task::spawn_blocking(move || answer(&store, index.as_deref(), &tenant))
+        .await
+        .unwrap_or_else(|e| {
+            log::error!("{route} task failed: {e}");
+            Err(ApiError::Internal)
+        });
+    let resp = result.unwrap_or_else(|e| app.fail(&r, e));
     with_rate_headers(resp, &app, decision)
 }
 
