@@ -119,6 +119,14 @@ fn digest_prefix(tenant: &str, digest: &[u8; 32]) -> Vec<u8> {
     k
 }
 
+/// Appends `ledger NUL seq(BE)`, the position that ends lineage and digest
+/// keys (`tail` splits it off again).
+fn push_position(k: &mut Vec<u8>, ledger: &str, seq: u64) {
+    k.extend_from_slice(ledger.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&seq.to_be_bytes());
+}
+
 fn watermark_key(tenant: &str, ledger: &str) -> Vec<u8> {
     format!("W{tenant}/{ledger}").into_bytes()
 }
@@ -494,18 +502,14 @@ impl Index {
         let first = keys.len();
         for e in &entries {
             let r = &e.record;
-            let seq = r.seq().get().to_be_bytes();
+            let seq = r.seq().get();
             for p in r.parents() {
                 let mut k = lineage_prefix(tenant.as_str(), p.ledger.as_str(), p.seq.get());
-                k.extend_from_slice(ledger.as_str().as_bytes());
-                k.push(0);
-                k.extend_from_slice(&seq);
+                push_position(&mut k, ledger.as_str(), seq);
                 keys.push(k);
             }
             let mut k = digest_prefix(tenant.as_str(), blake3::hash(r.payload()).as_bytes());
-            k.extend_from_slice(ledger.as_str().as_bytes());
-            k.push(0);
-            k.extend_from_slice(&seq);
+            push_position(&mut k, ledger.as_str(), seq);
             keys.push(k);
             if let Some(events) = events {
                 let fields = (events.extract)(r.payload());
@@ -516,7 +520,7 @@ impl Index {
                 ];
                 for (field, value) in pairs {
                     if let Some(mut k) = value.as_deref().and_then(|v| event_prefix(field, v)) {
-                        k.extend_from_slice(&seq);
+                        k.extend_from_slice(&seq.to_be_bytes());
                         keys.push(k);
                     }
                 }
@@ -555,7 +559,7 @@ impl Index {
         &self,
         tenant: &TenantId,
         digest: &[u8; 32],
-        after: Option<(&LedgerName, Seq)>,
+        after: Option<&(LedgerName, Seq)>,
         limit: u64,
     ) -> Result<Vec<(LedgerName, Seq)>, IndexError> {
         let prefix = digest_prefix(tenant.as_str(), digest);
@@ -563,12 +567,24 @@ impl Index {
             None => Bound::Included(prefix.clone()),
             Some((ledger, seq)) => {
                 let mut k = prefix.clone();
-                k.extend_from_slice(ledger.as_str().as_bytes());
-                k.push(0);
-                k.extend_from_slice(&seq.get().to_be_bytes());
+                push_position(&mut k, ledger.as_str(), seq.get());
                 Bound::Excluded(k)
             }
         };
+        self.scan_from(&prefix, start, limit, tail, "malformed index key")
+    }
+
+    /// At most `limit` (capped at `RANGE_RECORDS_COUNT_MAX`) keys under
+    /// `prefix` from `start` on, each read by `parse` from what follows the
+    /// prefix.
+    fn scan_from<T>(
+        &self,
+        prefix: &[u8],
+        start: Bound<Vec<u8>>,
+        limit: u64,
+        parse: impl Fn(&[u8]) -> Option<T>,
+        malformed: &str,
+    ) -> Result<Vec<T>, IndexError> {
         let limit = limit.min(RANGE_RECORDS_COUNT_MAX);
         let mut out = Vec::new();
         for kv in self.db.range::<Vec<u8>, _>((start, Bound::Unbounded)) {
@@ -576,10 +592,10 @@ impl Index {
                 break;
             }
             let (k, _) = kv?;
-            if !k.starts_with(&prefix) {
+            if !k.starts_with(prefix) {
                 break;
             }
-            out.push(tail(&k[prefix.len()..]).ok_or_else(|| IndexError::Sled("malformed index key".into()))?);
+            out.push(parse(&k[prefix.len()..]).ok_or_else(|| IndexError::Sled(malformed.into()))?);
         }
         Ok(out)
     }
@@ -639,22 +655,8 @@ impl Index {
         };
         let mut start = prefix.clone();
         start.extend_from_slice(&from.to_be_bytes());
-        let limit = limit.min(RANGE_RECORDS_COUNT_MAX);
-        let mut out = Vec::new();
-        for kv in self.db.range(start..) {
-            if out.len() as u64 >= limit {
-                break;
-            }
-            let (k, _) = kv?;
-            if !k.starts_with(&prefix) {
-                break;
-            }
-            let seq: [u8; 8] = k[prefix.len()..]
-                .try_into()
-                .map_err(|_| IndexError::Sled("malformed event index key".into()))?;
-            out.push(Seq::new(u64::from_be_bytes(seq)));
-        }
-        Ok(out)
+        let seq = |rest: &[u8]| Some(Seq::new(u64::from_be_bytes(rest.try_into().ok()?)));
+        self.scan_from(&prefix, Bound::Included(start), limit, seq, "malformed event index key")
     }
 
     /// Every key in the index, in order: for tests comparing two builds.

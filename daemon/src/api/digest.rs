@@ -88,8 +88,8 @@ fn answer(
     // Read before the lookup: every record appended before this point is
     // listed when `index_complete` is true.
     let complete = index_complete(store, index, tenant)?;
-    let after_ref = after.as_ref().map(|(l, s)| (l, *s));
-    let found = index.by_payload_digest(tenant, digest.as_bytes(), after_ref, limit).map_err(index_error)?;
+    let found =
+        index.by_payload_digest(tenant, digest.as_bytes(), after.as_ref(), limit).map_err(index_error)?;
     let mut records = Vec::with_capacity(found.len());
     for (ledger, seq) in &found {
         let entry = store.record(tenant, ledger, *seq).map_err(read_error)?.ok_or_else(|| {
