@@ -15,7 +15,7 @@ use crate::schema::{
 };
 use crate::store::{DB_FILE_NAME, OpenOptions, Store, decode_record};
 use crate::tail::stored_values;
-use crate::tree::{append_leaf, stored_level};
+use crate::tree::{append_leaf, stored_level, stored_node};
 
 /// What a backup copied.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -178,13 +178,7 @@ impl Store {
                 append_leaf(seq, &mut peaks, hash, &mut |level, index, h| {
                     if bad_node.is_none() && stored_level(level) {
                         let level8 = u8::try_from(level).expect("levels fit u8");
-                        let stored = match tail.and_then(|t| t.node(level8, index)) {
-                            Some(n) => Ok(Some(n)),
-                            None => nodes
-                                .get(crate::tree::node_key(head.id, level8, index))
-                                .map(|n| n.map(|n| n.value())),
-                        };
-                        match stored {
+                        match stored_node(&nodes, tail, head.id, level8, index) {
                             Ok(Some(n)) if n == *h.as_bytes() => {}
                             Ok(_) => bad_node = Some(Ok(())),
                             Err(e) => bad_node = Some(Err(e)),

@@ -5,7 +5,7 @@
 //! lookups and never load the ledger.
 
 use annal_chain::{Hash32, Subtrees, node_hash, range_hash_from_perfect};
-use redb::ReadableTable;
+use redb::{ReadableTable, StorageError};
 
 use crate::codec;
 use crate::error::{Corruption, ReadError};
@@ -54,6 +54,25 @@ pub(crate) fn node_key(id: u64, level: u8, index: u64) -> (u64, u64, u8) {
 pub(crate) fn checked_node_key(id: u64, level: u8, index: u64) -> Option<(u64, u64, u8)> {
     let end = index.checked_add(1)?.checked_mul(1u64.checked_shl(u32::from(level))?)?;
     Some((id, end - 1, level))
+}
+
+/// The stored hash of the perfect subtree `index` at stored `level` of
+/// ledger `id`: from its tail if the tail completed it, else from the node
+/// table.
+pub(crate) fn stored_node<N>(
+    nodes: &N,
+    tail: Option<&LedgerTail>,
+    id: u64,
+    level: u8,
+    index: u64,
+) -> Result<Option<[u8; 32]>, StorageError>
+where
+    N: ReadableTable<(u64, u64, u8), [u8; 32]>,
+{
+    if let Some(h) = tail.and_then(|t| t.node(level, index)) {
+        return Ok(Some(h));
+    }
+    Ok(nodes.get(node_key(id, level, index))?.map(|v| v.value()))
 }
 
 /// Proof source over one read (or write) transaction's tables and the
@@ -157,11 +176,8 @@ where
         let first = index << level;
         if stored_level(level) {
             let level_u8 = u8::try_from(level).expect("tree levels fit u8");
-            if let Some(h) = self.tail.and_then(|t| t.node(level_u8, index)) {
-                return Hash32::from_bytes(h);
-            }
-            return match self.nodes.get(node_key(self.id, level_u8, index)) {
-                Ok(Some(v)) => Hash32::from_bytes(v.value()),
+            return match stored_node(self.nodes, self.tail, self.id, level_u8, index) {
+                Ok(Some(h)) => Hash32::from_bytes(h),
                 Ok(None) => self.corrupt(first, "merkle node missing"),
                 Err(e) => self.storage(e),
             };
