@@ -539,15 +539,20 @@ impl Index {
         self.catch_up(store)
     }
 
-    /// Records that name `(ledger, seq)` of `tenant` as a lineage parent.
+    /// Records that name `(ledger, seq)` of `tenant` as a lineage parent, in
+    /// (ledger, seq) order, after `after` (exclusive), at most `limit`
+    /// (capped at `RANGE_RECORDS_COUNT_MAX`). A record can have any number
+    /// of children, so a caller pages through them. Complete for each child
+    /// ledger below its watermark, as `by_payload_digest` is.
     pub fn children(
         &self,
         tenant: &TenantId,
         ledger: &LedgerName,
         seq: Seq,
+        after: Option<&(LedgerName, Seq)>,
+        limit: u64,
     ) -> Result<Vec<(LedgerName, Seq)>, IndexError> {
-        let prefix = lineage_prefix(tenant.as_str(), ledger.as_str(), seq.get());
-        self.scan(&prefix)
+        self.positions(lineage_prefix(tenant.as_str(), ledger.as_str(), seq.get()), after, limit)
     }
 
     /// Records of `tenant` whose payload has this blake3 digest, in
@@ -562,7 +567,16 @@ impl Index {
         after: Option<&(LedgerName, Seq)>,
         limit: u64,
     ) -> Result<Vec<(LedgerName, Seq)>, IndexError> {
-        let prefix = digest_prefix(tenant.as_str(), digest);
+        self.positions(digest_prefix(tenant.as_str(), digest), after, limit)
+    }
+
+    /// The positions under `prefix` (lineage or digest keys), after `after`.
+    fn positions(
+        &self,
+        prefix: Vec<u8>,
+        after: Option<&(LedgerName, Seq)>,
+        limit: u64,
+    ) -> Result<Vec<(LedgerName, Seq)>, IndexError> {
         let start = match after {
             None => Bound::Included(prefix.clone()),
             Some((ledger, seq)) => {
@@ -596,15 +610,6 @@ impl Index {
                 break;
             }
             out.push(parse(&k[prefix.len()..]).ok_or_else(|| IndexError::Sled(malformed.into()))?);
-        }
-        Ok(out)
-    }
-
-    fn scan(&self, prefix: &[u8]) -> Result<Vec<(LedgerName, Seq)>, IndexError> {
-        let mut out = Vec::new();
-        for kv in self.db.scan_prefix(prefix) {
-            let (k, _) = kv?;
-            out.push(tail(&k[prefix.len()..]).ok_or_else(|| IndexError::Sled("malformed index key".into()))?);
         }
         Ok(out)
     }

@@ -475,8 +475,13 @@ fn sled_index_catches_up_and_equals_its_rebuild() {
     }
     index.catch_up(&s).unwrap();
     let incremental = index.dump().unwrap();
-    let children = index.children(&tenant("acme"), &ledger("orders"), Seq::new(0)).unwrap();
+    let children = index.children(&tenant("acme"), &ledger("orders"), Seq::new(0), None, 100).unwrap();
     assert_eq!(children.len(), 7);
+    assert!(children.windows(2).all(|w| w[0] < w[1]), "(ledger, seq) order: {children:?}");
+    let first = index.children(&tenant("acme"), &ledger("orders"), Seq::new(0), None, 3).unwrap();
+    let rest = index.children(&tenant("acme"), &ledger("orders"), Seq::new(0), first.last(), 100).unwrap();
+    assert_eq!(first.len(), 3);
+    assert_eq!([first, rest].concat(), children);
     let dup = blake3::hash(b"dup");
     let all = index.by_payload_digest(&tenant("acme"), dup.as_bytes(), None, 100).unwrap();
     assert_eq!(all.len(), 6);

@@ -99,7 +99,7 @@ fn event_indexes_find_exactly_the_matching_events_and_page_by_seq() {
     assert!(index.events_by_tenant("", None, 10).unwrap().is_empty());
     assert!(index.events_by_code("nope", None, 10).unwrap().is_empty());
     // Lineage and digests are still indexed beside the events.
-    assert_eq!(index.children(&tenant("acme"), &ledger("orders"), Seq::new(0)).unwrap().len(), 9);
+    assert_eq!(index.children(&tenant("acme"), &ledger("orders"), Seq::new(0), None, 100).unwrap().len(), 9);
 }
 
 #[test]

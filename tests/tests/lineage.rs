@@ -142,6 +142,34 @@ fn lineage_lists_same_and_cross_ledger_ancestors_and_descendants() {
     assert_eq!((r.status, code(&r)), (404, "ledger.not_found".to_owned()));
 }
 
+/// A record's children past what one answer lists (`LINEAGE_NODES_MAX`,
+/// 256): exactly 256 are listed whole; one more and the answer lists the
+/// first 256 in (ledger, seq) order and says it was cut short.
+#[test]
+fn a_record_with_more_children_than_an_answer_lists_is_truncated() {
+    let d = Daemon::start(None);
+    let key = d.tenant_with_key("acme");
+    let children = |v: &Value| -> (Vec<(u64, u64)>, Value) {
+        let listed = v["descendants"]
+            .as_array()
+            .expect("descendants")
+            .iter()
+            .map(|n| (n["seq"].as_u64().expect("seq"), n["depth"].as_u64().expect("depth")))
+            .collect();
+        (listed, v["descendants_truncated"].clone())
+    };
+    let first_256: Vec<(u64, u64)> = (1..=256).map(|s| (s, 1)).collect();
+    append(&d, &key, "orders", json!({"n": 0}), json!([]));
+    for n in 1..=256 {
+        append(&d, &key, "orders", json!({"n": n}), json!([{"seq": 0}]));
+    }
+    assert_eq!(children(&lineage(&d, &key, "orders", 0)), (first_256.clone(), json!(false)));
+    append(&d, &key, "orders", json!({"n": 257}), json!([{"seq": 0}]));
+    let v = lineage(&d, &key, "orders", 0);
+    assert_eq!(v["ledger_size"], 258);
+    assert_eq!(children(&v), (first_256, json!(true)));
+}
+
 #[test]
 fn another_tenants_ledger_is_exactly_a_missing_one_on_the_lineage_route() {
     let d = Daemon::start(None);

@@ -29,6 +29,10 @@ pub fn routes(app: Arc<App>) -> Routes {
 
 const ROUTE: &str = "GET /v1/ledgers/{ledger}/records/{seq}/lineage";
 
+/// Children of one record read from the index: one more than the walk can
+/// list, so a walk cut short knows it was.
+const CHILDREN_PAGE: u64 = LINEAGE_NODES_MAX as u64 + 1;
+
 async fn lineage(ledger: String, seq: u64, headers: HeaderMap, app: Arc<App>) -> Response {
     index_call(app, ROUTE, headers, move |store, index, tenant| {
         // An invalid name cannot exist: answer as for a missing ledger.
@@ -154,8 +158,13 @@ fn answer(
     let mut descendants_truncated = false;
     let mut seen = BTreeSet::new();
     let mut queue: VecDeque<(LedgerName, Seq, u32)> = VecDeque::from([(ledger.clone(), seq, 0)]);
+    // A record can have any number of children; one read of
+    // `CHILDREN_PAGE` of them is enough. `seen` holds only the descendants
+    // listed so far (at most `LINEAGE_NODES_MAX`), so a full page holds a
+    // child not seen yet, and that child is either listed or ends the walk
+    // as truncated: a second page could never be reached.
     'down: while let Some((l, s, depth)) = queue.pop_front() {
-        for (cl, cs) in index.children(tenant, &l, s).map_err(index_error)? {
+        for (cl, cs) in index.children(tenant, &l, s, None, CHILDREN_PAGE).map_err(index_error)? {
             if !seen.insert((cl.clone(), cs)) {
                 continue;
             }
