@@ -131,6 +131,21 @@ fn append_read_list_and_idempotency() {
         Some(&json!({"payload": 1, "parents": [{"seq": 999}]})),
     );
     assert_eq!((r.status, code(&r)), (422, "lineage.parent_not_found".to_owned()));
+    // More parents than a record may have is refused before any is looked
+    // up (none of these exists, so a lookup would answer parent_not_found).
+    let parents: Vec<_> = (1000..1017).map(|seq| json!({"seq": seq})).collect();
+    let r =
+        d.call("POST", "/v1/ledgers/orders/records", &key, Some(&json!({"payload": 1, "parents": parents})));
+    assert_eq!((r.status, code(&r)), (422, "record.invalid".to_owned()), "{}", body(&r));
+    // An Idempotency-Key that is not ASCII is refused, not ignored.
+    let r = crate::harness::request(
+        d.addr,
+        "POST",
+        "/v1/ledgers/orders/records",
+        &[("Authorization", auth.as_str()), ("Idempotency-Key", "ключ-1")],
+        br#"{"payload":{"order":79}}"#,
+    );
+    assert_eq!((r.status, code(&r)), (400, "idempotency.key_invalid".to_owned()), "{}", body(&r));
     let after = d.call("GET", "/v1/ledgers/orders/records?limit=1000", &key, None).json()["records"]
         .as_array()
         .map(Vec::len);

@@ -4,7 +4,10 @@
 
 use std::sync::Arc;
 
-use annal_chain::{Hash32, LedgerName, Parent, ParentProof, Seq, TenantId, verify_bundle, write_bundle};
+use annal_chain::limits::PARENTS_COUNT_MAX;
+use annal_chain::{
+    Hash32, LedgerName, Parent, ParentProof, RecordError, Seq, TenantId, verify_bundle, write_bundle,
+};
 use annal_store::{AppendRefusal, AppendRequest, Position, RecordEntry};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -171,28 +174,28 @@ async fn append(ledger: String, headers: HeaderMap, body: Bytes, app: Arc<App>) 
             _ => return Err(bad("give exactly one of payload and payload_base64")),
         };
         let content_type = parsed.content_type.unwrap_or_else(|| default_type.to_owned());
-        let mut parents = Vec::with_capacity(parsed.parents.len());
-        for p in parsed.parents {
-            let parent_ledger = match &p.ledger {
-                Some(name) => LedgerName::new(name).map_err(|_| ApiError::ParentNotFound)?,
-                None => ledger.clone(),
-            };
-            let hash = match p.hash {
-                Some(hex) => {
-                    Hash32::from_hex(&hex).ok_or_else(|| bad("parent hash must be 64 lowercase hex"))?
-                }
-                // Records never change, so the hash read now is the hash forever.
-                None => {
-                    app.store
-                        .record(&tenant, &parent_ledger, Seq::new(p.seq))
-                        .map_err(read_error)?
-                        .ok_or(ApiError::ParentNotFound)?
-                        .hash
-                }
-            };
-            parents.push(Parent { ledger: parent_ledger, seq: Seq::new(p.seq), hash });
+        // Checked here as well as by the committer: each parent named
+        // without a hash costs a record read, and a body may name thousands.
+        if parsed.parents.len() > PARENTS_COUNT_MAX {
+            return Err(ApiError::RecordInvalid { detail: RecordError::TooManyParents.to_string() });
         }
-        let idempotency_key = r.header("idempotency-key").map(str::to_owned);
+        let idempotency_key = match r.headers.get("idempotency-key") {
+            None => None,
+            Some(v) => Some(v.to_str().map_err(|_| ApiError::IdempotencyKeyInvalid)?.to_owned()),
+        };
+        let parents = if parsed.parents.iter().all(|p| p.hash.is_some()) {
+            parents(&app, &tenant, &ledger, parsed.parents)?
+        } else {
+            // Reading a parent reads and hashes a record of up to 1 MiB:
+            // off the async workers.
+            let (app, tenant, ledger) = (app.clone(), tenant.clone(), ledger.clone());
+            tokio::task::spawn_blocking(move || parents(&app, &tenant, &ledger, parsed.parents))
+                .await
+                .map_err(|e| {
+                    log::error!("parent lookup task failed: {e}");
+                    ApiError::Internal
+                })??
+        };
         let request = AppendRequest {
             tenant,
             ledger: ledger.clone(),
@@ -234,6 +237,36 @@ async fn append(ledger: String, headers: HeaderMap, body: Bytes, app: Arc<App>) 
         Ok(resp)
     })
     .await
+}
+
+/// The parents an append names, each with its hash: the one given, or the
+/// stored record's (records never change, so the hash read now is the hash
+/// forever).
+fn parents(
+    app: &App,
+    tenant: &TenantId,
+    ledger: &LedgerName,
+    refs: Vec<ParentRef>,
+) -> Result<Vec<Parent>, ApiError> {
+    let mut parents = Vec::with_capacity(refs.len());
+    for p in refs {
+        let parent_ledger = match &p.ledger {
+            Some(name) => LedgerName::new(name).map_err(|_| ApiError::ParentNotFound)?,
+            None => ledger.clone(),
+        };
+        let hash = match p.hash {
+            Some(hex) => Hash32::from_hex(&hex).ok_or_else(|| bad("parent hash must be 64 lowercase hex"))?,
+            None => {
+                app.store
+                    .record(tenant, &parent_ledger, Seq::new(p.seq))
+                    .map_err(read_error)?
+                    .ok_or(ApiError::ParentNotFound)?
+                    .hash
+            }
+        };
+        parents.push(Parent { ledger: parent_ledger, seq: Seq::new(p.seq), hash });
+    }
+    Ok(parents)
 }
 
 /// The body of a 201 from append.
