@@ -21,6 +21,10 @@ pub const BATCH_LINGER_POLL_US: u64 = 100;
 pub const IDEMPOTENCY_KEY_BYTES_MAX: usize = 256;
 /// Most records one range read returns.
 pub const RANGE_RECORDS_COUNT_MAX: u64 = 1000;
+/// Payload bytes after which a range read stops early (it always returns
+/// at least one record): with payloads of up to 1 MiB, 1000 records could
+/// otherwise be a gigabyte in memory.
+pub const RANGE_PAYLOAD_BYTES_MAX: usize = 4 * 1024 * 1024;
 /// Records the indexer reads and applies per sled batch. Small enough that
 /// the chunk's buffers come from the allocator's pools instead of fresh
 /// pages from the kernel (page faults were ~3% of annald under load with

@@ -20,7 +20,7 @@ use crate::codec::{self, StoredHead, StoredIdentity, StoredRecord};
 use crate::committer::{AppendResult, CheckpointResult, Command, Committer, IdentityResult};
 use crate::error::{Corruption, ExportError, OpenError, ReadError, WriteError};
 use crate::hwm::{self, Hwm, Mark};
-use crate::limits::{EXPORT_CHUNK_BYTES, QUEUE_DEPTH_MAX, RANGE_RECORDS_COUNT_MAX};
+use crate::limits::{EXPORT_CHUNK_BYTES, QUEUE_DEPTH_MAX, RANGE_PAYLOAD_BYTES_MAX, RANGE_RECORDS_COUNT_MAX};
 use crate::schema::{
     self, CHECKPOINTS, IDENTITY, LEDGERS, META, META_NEXT_LEDGER_ID, META_RECORDS_TOTAL, MigrationStatus,
     NODES, RECORDS,
@@ -423,7 +423,9 @@ impl Store {
     }
 
     /// Records after `after` (exclusive; `None` from the start), at most
-    /// `limit` (capped at `RANGE_RECORDS_COUNT_MAX`), re-verified.
+    /// `limit` (capped at `RANGE_RECORDS_COUNT_MAX`), re-verified. Fewer
+    /// when their payloads reach `RANGE_PAYLOAD_BYTES_MAX`: a short read is
+    /// not the end of the ledger; ask again after the last one returned.
     pub fn records(
         &self,
         tenant: &TenantId,
@@ -810,7 +812,8 @@ impl Snapshot<'_> {
         };
         let mut out = Vec::new();
         let mut expect = from;
-        let mut take = |seq: u64, value: &[u8], prev: &mut Hash32| -> Result<(), ReadError> {
+        let mut payload_bytes = 0;
+        let mut take = |seq: u64, value: &[u8], prev: &mut Hash32| -> Result<bool, ReadError> {
             if seq != expect {
                 return Err(corruption(head, Some(expect), "record below head missing"));
             }
@@ -821,12 +824,15 @@ impl Snapshot<'_> {
             }
             *prev = hash;
             expect += 1;
+            payload_bytes += record.payload().len();
             out.push(RecordEntry { record, hash });
-            Ok(())
+            Ok(payload_bytes < RANGE_PAYLOAD_BYTES_MAX)
         };
         for entry in stored_values(&table, head.id, tail, from, end).map_err(|e| self.err(e))? {
             let (seq, v) = entry.map_err(|e| self.err(e))?;
-            take(seq, v.bytes(), &mut prev)?;
+            if !take(seq, v.bytes(), &mut prev)? {
+                return Ok(out);
+            }
         }
         if expect != end {
             return Err(corruption(head, Some(expect), "record below head missing"));

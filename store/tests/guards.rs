@@ -327,6 +327,30 @@ fn tenant_ledgers_lists_exactly_one_tenants_ledgers() {
 
 /// Opens the store in `dir`, appends the records `seqs` to acme/orders and
 /// closes it cleanly.
+/// A range read stops once its payloads reach 4 MiB (always returning at
+/// least one record), so a page of 1,000 records of 1 MiB is not a gigabyte
+/// in memory; reading on after its last record returns the rest.
+#[test]
+fn range_reads_stop_at_the_payload_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    let big = vec![b'x'; annal_chain::limits::PAYLOAD_BYTES_MAX];
+    for i in 0..6 {
+        append(&s, request("acme", "orders", i, &big, vec![]));
+    }
+    append(&s, request("acme", "orders", 6, b"small", vec![]));
+    let seqs = |after: Option<u64>| -> Vec<u64> {
+        s.records(&tenant("acme"), &ledger("orders"), after.map(Seq::new), 100)
+            .unwrap()
+            .iter()
+            .map(|e| e.record.seq().get())
+            .collect()
+    };
+    assert_eq!(seqs(None), vec![0, 1, 2, 3]);
+    assert_eq!(seqs(Some(3)), vec![4, 5, 6]);
+    assert_eq!(seqs(Some(5)), vec![6]);
+}
+
 fn append_and_close(dir: &std::path::Path, seqs: std::ops::Range<u64>) {
     let s = open(dir);
     for i in seqs {

@@ -85,6 +85,10 @@ fn append_read_list_and_idempotency() {
     let page = d.call("GET", "/v1/ledgers/orders/records?after=3&limit=2", &key, None);
     assert_eq!(page.json()["records"][0]["seq"], 4);
     assert_eq!(page.json()["next"], serde_json::Value::Null);
+    // A full page that ends the ledger has no next page either.
+    let page = d.call("GET", "/v1/ledgers/orders/records?after=2&limit=2", &key, None);
+    assert_eq!(page.json()["records"].as_array().map(Vec::len), Some(2));
+    assert_eq!((page.json()["next"].clone(), page.header("link")), (serde_json::Value::Null, None));
     let r = d.call("GET", "/v1/ledgers/orders/records?limit=0", &key, None);
     assert_eq!(code(&r), "request.out_of_range");
 

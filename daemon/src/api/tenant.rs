@@ -333,15 +333,18 @@ async fn list(ledger: String, headers: HeaderMap, page: Page, app: Arc<App>) -> 
         if limit == 0 || limit > PAGE_LIMIT_MAX {
             return Err(ApiError::OutOfRange { detail: format!("limit must be 1..={PAGE_LIMIT_MAX}") });
         }
-        if app.store.ledger_state(&tenant, &ledger).map_err(read_error)?.is_none() {
+        let Some(state) = app.store.ledger_state(&tenant, &ledger).map_err(read_error)? else {
             return Err(ApiError::LedgerNotFound);
-        }
+        };
+        // A page ends at `limit` records or about 4 MiB of payload, whichever
+        // comes first; `next` is there while the ledger (as it stood) goes on.
         let records =
             app.store.records(&tenant, &ledger, page.after.map(Seq::new), limit).map_err(read_error)?;
-        let next = (records.len() as u64 == limit).then(|| {
-            let last = records.last().expect("non-empty").record.seq().get();
-            format!("/v1/ledgers/{ledger}/records?after={last}&limit={limit}")
-        });
+        let next = records
+            .last()
+            .map(|e| e.record.seq().get())
+            .filter(|last| last + 1 < state.size)
+            .map(|last| format!("/v1/ledgers/{ledger}/records?after={last}&limit={limit}"));
         let items: Vec<_> = records.iter().map(record_json).collect();
         let mut resp = json(StatusCode::OK, &serde_json::json!({"records": items, "next": next}));
         if let Some(next) = next
