@@ -39,6 +39,11 @@ pub struct App {
     pub backup_dir: Option<PathBuf>,
     /// Good tenant authentications, voided by every admin write to tenants or keys.
     pub auth_cache: crate::api::auth_cache::AuthCache,
+    /// One permit per export streaming (`EXPORTS_CONCURRENT_MAX`).
+    pub exports: Arc<tokio::sync::Semaphore>,
+    /// How long an export waits for its client to take the next chunk
+    /// before it is cut: the request timeout.
+    pub export_stall: std::time::Duration,
 }
 
 /// Why the daemon could not start. Each maps to an exit code in main.
@@ -140,6 +145,8 @@ impl App {
             signing_ok,
             backup_dir: config.storage.backup_dir.clone(),
             auth_cache: Default::default(),
+            exports: Arc::new(tokio::sync::Semaphore::new(crate::limits::EXPORTS_CONCURRENT_MAX)),
+            export_stall: std::time::Duration::from_millis(config.server.request_timeout_ms),
         };
         Ok((app, rx))
     }

@@ -45,6 +45,10 @@ pub const EVENT_QUEUE_DEPTH_MAX: usize = 8_192;
 pub const EVENT_BATCH_MAX: usize = 256;
 /// Export chunks buffered between the reader thread and the socket.
 pub const EXPORT_CHANNEL_CHUNKS_MAX: usize = 16;
+/// Exports streaming at once. Each holds a blocking thread and a redb read
+/// snapshot (which keeps redb from reusing the pages it sees) until its
+/// client has read it all; past this an export answers 503 `overloaded`.
+pub const EXPORTS_CONCURRENT_MAX: usize = 8;
 /// Most records an events query scans (newest first) before answering.
 pub const EVENT_SCAN_RECORDS_MAX: u64 = 100_000;
 /// Cadence of the indexing worker once the sled index is caught up.

@@ -481,21 +481,26 @@ async fn export_any(tenant: String, ledger: String, headers: HeaderMap, app: Arc
 /// Streams a ledger's export from one snapshot: a blocking reader thread
 /// writes chunks into a bounded channel that the response body drains, so
 /// memory stays bounded whatever the ledger's size and a client that stops
-/// reading stops the reader.
+/// reading stops the reader. At most `EXPORTS_CONCURRENT_MAX` stream at
+/// once, and one whose client takes no chunk for the request timeout is
+/// cut, so stalled clients cannot hold the blocking pool or old snapshots.
 pub fn stream_export(app: &Arc<App>, tenant: &TenantId, ledger: &LedgerName) -> Result<Response, ApiError> {
     if app.store.ledger_state(tenant, ledger).map_err(read_error)?.is_none() {
         return Err(ApiError::LedgerNotFound);
     }
+    let permit = app.exports.clone().try_acquire_owned().map_err(|_| ApiError::Overloaded)?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(EXPORT_CHANNEL_CHUNKS_MAX);
     let origin = app.origin(tenant, ledger);
     let vkeys = app.vkeys();
     let store = app.store.clone();
+    let mut writer = ChannelWriter { tx, rt: tokio::runtime::Handle::current(), stall: app.export_stall };
     tokio::task::spawn_blocking(move || {
-        let mut writer = ChannelWriter { tx: tx.clone() };
+        let _permit = permit;
         if let Err(e) = store.export(&origin, &vkeys, &mut writer) {
             log::warn!("export of {origin} stopped: {e:?}");
-            // The body ends with an error, so the client sees a cut, not an end line.
-            let _ = tx.blocking_send(Err(std::io::Error::other("export failed")));
+            // The body ends with an error, so the client sees a cut, not an
+            // end line (if there is room: a stalled client gets no more).
+            let _ = writer.tx.try_send(Err(std::io::Error::other("export failed")));
         }
     });
     let stream =
@@ -510,16 +515,22 @@ fn export_response(mut resp: Response) -> Response {
     no_store(resp)
 }
 
+/// The export's end of the body channel, written from the blocking reader.
 struct ChannelWriter {
     tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+    rt: tokio::runtime::Handle,
+    stall: std::time::Duration,
 }
 
 impl std::io::Write for ChannelWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.tx
-            .blocking_send(Ok(Bytes::copy_from_slice(buf)))
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went away"))?;
-        Ok(buf.len())
+        let sent =
+            self.rt.block_on(tokio::time::timeout(self.stall, self.tx.send(Ok(Bytes::copy_from_slice(buf)))));
+        match sent {
+            Ok(Ok(())) => Ok(buf.len()),
+            Ok(Err(_)) => Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went away")),
+            Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "client took no chunk in time")),
+        }
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
