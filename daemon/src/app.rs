@@ -121,7 +121,7 @@ impl App {
             .map_err(|e| StartError::Store(format!("cannot read the migration head: {e}")))?;
         let signing_ok = register_identity(&store, &signer)?;
         let index = crate::indexer::open(data_dir);
-        let (events, rx) = Events::new();
+        let (events, rx) = Events::new(&config.events);
         let policy = |burst: u32, window_s: u64| Policy {
             burst: std::num::NonZeroU32::new(burst).expect("validated non-zero"),
             window: Duration::from_secs(window_s),

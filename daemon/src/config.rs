@@ -117,6 +117,22 @@ impl Default for RateLimitConfig {
     }
 }
 
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// System events (all but admin actions) recorded one by one in a
+    /// burst; past the budget they are counted and summarised per second.
+    pub burst: u32,
+    /// Events recorded one by one per second after the burst.
+    pub per_s: u32,
+}
+
+impl Default for EventsConfig {
+    fn default() -> EventsConfig {
+        EventsConfig { burst: limits::EVENTS_BURST_DEFAULT, per_s: limits::EVENTS_PER_S_DEFAULT }
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MigrationsConfig {
@@ -171,6 +187,7 @@ pub struct Config {
     pub storage: StorageConfig,
     pub secrets: SecretsConfig,
     pub rate_limit: RateLimitConfig,
+    pub events: EventsConfig,
     pub anchor: AnchorConfig,
     pub migrations: MigrationsConfig,
     pub worker: WorkerConfig,
@@ -186,6 +203,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             secrets: SecretsConfig::default(),
             rate_limit: RateLimitConfig::default(),
+            events: EventsConfig::default(),
             anchor: AnchorConfig::default(),
             migrations: MigrationsConfig::default(),
             worker: WorkerConfig::default(),
@@ -367,6 +385,8 @@ impl Config {
         check("rate_limit.tenant_burst", r.tenant_burst, &limits::RATE_BURST_RANGE)?;
         check("rate_limit.key_window_s", r.key_window_s, &limits::RATE_WINDOW_S_RANGE)?;
         check("rate_limit.tenant_window_s", r.tenant_window_s, &limits::RATE_WINDOW_S_RANGE)?;
+        check("events.burst", self.events.burst, &limits::EVENTS_BURST_RANGE)?;
+        check("events.per_s", self.events.per_s, &limits::EVENTS_PER_S_RANGE)?;
         check("anchor.interval_ms", self.anchor.interval_ms, &limits::ANCHOR_INTERVAL_MS_RANGE)?;
         check("anchor.freshness_max_ms", self.anchor.freshness_max_ms, &limits::ANCHOR_FRESHNESS_MS_RANGE)?;
         if annal_chain::LogName::new(&self.log_name).is_err() {

@@ -2,16 +2,22 @@
 //! record in an ordinary annal ledger (`annal-system/events`), so the same
 //! export and `annal-verify` prove it was not edited. Recording never blocks a
 //! request: events go through a bounded queue; when it is full they are
-//! dropped and counted, and the count is visible in /metrics and /ready.
+//! dropped and counted in /metrics. Nor can a flood grow the ledger without
+//! bound: past a budget (`[events]`; admin actions are always recorded)
+//! events are counted by code and recorded as one `events.suppressed`
+//! summary per second instead of one record each.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use annal_chain::{LedgerName, TenantId};
 use annal_store::{AppendRequest, Position, Store};
 use tokio::sync::mpsc;
 
-use crate::limits::{EVENT_BATCH_MAX, EVENT_QUEUE_DEPTH_MAX};
+use crate::config::EventsConfig;
+use crate::limits::{EVENT_BATCH_MAX, EVENT_QUEUE_DEPTH_MAX, EVENTS_SUMMARY_INTERVAL_MS};
 
 /// The reserved tenant that owns the system event ledger.
 pub const SYSTEM_TENANT: &str = "annal-system";
@@ -37,6 +43,8 @@ pub enum Kind {
     Failure,
     /// An administrator changed something.
     Admin,
+    /// How many events over the budget were counted instead of recorded.
+    Summary,
 }
 
 impl Kind {
@@ -46,6 +54,7 @@ impl Kind {
             Kind::AppendOnlyViolation => "append_only_violation",
             Kind::Failure => "failure",
             Kind::Admin => "admin",
+            Kind::Summary => "summary",
         }
     }
 }
@@ -83,23 +92,114 @@ impl Event {
     }
 }
 
+/// The code of the summary that stands for events over the budget.
+pub const SUPPRESSED_CODE: &str = "events.suppressed";
+
+/// The token bucket events are recorded one by one from, and what was
+/// counted instead since the last summary.
+#[derive(Debug)]
+struct Budget {
+    burst: f64,
+    per_s: f64,
+    tokens: f64,
+    last: Instant,
+    suppressed: BTreeMap<&'static str, u64>,
+    /// When the first event of the pending summary was refused.
+    since_ms: u64,
+}
+
+impl Budget {
+    fn admit(&mut self, code: &'static str, time_ms: u64) -> bool {
+        let now = Instant::now();
+        let refill = now.duration_since(self.last).as_secs_f64() * self.per_s;
+        self.tokens = (self.tokens + refill).min(self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            return true;
+        }
+        if self.suppressed.is_empty() {
+            self.since_ms = time_ms;
+        }
+        *self.suppressed.entry(code).or_default() += 1;
+        false
+    }
+}
+
+/// The event worker's handle on the budget: takes the pending summary.
+#[derive(Clone, Debug)]
+pub struct Summarizer(Arc<Mutex<Budget>>);
+
+impl Summarizer {
+    /// The summary of the events counted instead of recorded since the last
+    /// one, if any: `detail` is `N since T: code=n, ...`.
+    pub fn take(&self) -> Option<Event> {
+        let mut b = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if b.suppressed.is_empty() {
+            return None;
+        }
+        let counts = std::mem::take(&mut b.suppressed);
+        let total: u64 = counts.values().sum();
+        let by_code: Vec<String> = counts.iter().map(|(code, n)| format!("{code}={n}")).collect();
+        let detail = format!("{total} since {}: {}", b.since_ms, by_code.join(", "));
+        log::warn!("{total} system events over the budget were counted, not recorded one by one: {detail}");
+        Some(Event {
+            kind: Kind::Summary,
+            code: SUPPRESSED_CODE,
+            status: 0,
+            request_id: uuid::Uuid::now_v7().to_string(),
+            tenant: None,
+            key_id: None,
+            method: "-".to_owned(),
+            route: "-".to_owned(),
+            time_ms: crate::app::now_ms(),
+            detail: Some(detail),
+        })
+    }
+}
+
 /// The sending side, shared by all handlers.
 #[derive(Debug)]
 pub struct Events {
     tx: mpsc::Sender<Event>,
     dropped: AtomicU64,
+    suppressed: AtomicU64,
     recorded: Arc<AtomicU64>,
+    budget: Arc<Mutex<Budget>>,
 }
 
 impl Events {
-    /// Creates the queue; `run` must be spawned with the receiver.
-    pub fn new() -> (Events, mpsc::Receiver<Event>) {
+    /// Creates the queue; `run` must be spawned with the receiver and
+    /// `summarizer()`.
+    pub fn new(config: &EventsConfig) -> (Events, mpsc::Receiver<Event>) {
         let (tx, rx) = mpsc::channel(EVENT_QUEUE_DEPTH_MAX);
-        (Events { tx, dropped: AtomicU64::new(0), recorded: Arc::new(AtomicU64::new(0)) }, rx)
+        let budget = Budget {
+            burst: f64::from(config.burst),
+            per_s: f64::from(config.per_s),
+            tokens: f64::from(config.burst),
+            last: Instant::now(),
+            suppressed: BTreeMap::new(),
+            since_ms: 0,
+        };
+        let events = Events {
+            tx,
+            dropped: AtomicU64::new(0),
+            suppressed: AtomicU64::new(0),
+            recorded: Arc::new(AtomicU64::new(0)),
+            budget: Arc::new(Mutex::new(budget)),
+        };
+        (events, rx)
     }
 
-    /// Queues an event; never waits.
+    /// Queues an event; never waits. Past the budget (admin actions aside)
+    /// it is only counted, for the next summary.
     pub fn record(&self, event: Event) {
+        if event.kind != Kind::Admin
+            && !self.budget.lock().unwrap_or_else(PoisonError::into_inner).admit(event.code, event.time_ms)
+        {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         log::info!(
             "event {} code={} status={} request_id={} tenant={} key_id={} {} {}",
             event.kind.as_str(),
@@ -120,12 +220,20 @@ impl Events {
         self.dropped.load(Ordering::Relaxed)
     }
 
+    pub fn suppressed(&self) -> u64 {
+        self.suppressed.load(Ordering::Relaxed)
+    }
+
     pub fn recorded(&self) -> u64 {
         self.recorded.load(Ordering::Relaxed)
     }
 
     pub fn recorded_counter(&self) -> Arc<AtomicU64> {
         self.recorded.clone()
+    }
+
+    pub fn summarizer(&self) -> Summarizer {
+        Summarizer(self.budget.clone())
     }
 }
 
@@ -135,14 +243,21 @@ pub async fn run(
     store: Arc<Store>,
     mut rx: mpsc::Receiver<Event>,
     recorded: Arc<AtomicU64>,
+    summarizer: Summarizer,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let tenant = system_tenant();
     let ledger = events_ledger();
-    let mut batch = Vec::with_capacity(EVENT_BATCH_MAX);
+    let mut batch = Vec::with_capacity(EVENT_BATCH_MAX + 1);
+    let mut summary_tick = tokio::time::interval(Duration::from_millis(EVENTS_SUMMARY_INTERVAL_MS));
+    summary_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let stopping = tokio::select! {
             n = rx.recv_many(&mut batch, EVENT_BATCH_MAX) => n == 0,
+            _ = summary_tick.tick() => {
+                batch.extend(summarizer.take());
+                false
+            }
             _ = stop.changed() => true,
         };
         if stopping {
@@ -150,9 +265,13 @@ pub async fn run(
             while let Ok(event) = rx.try_recv() {
                 batch.push(event);
             }
+            batch.extend(summarizer.take());
             if batch.is_empty() {
                 break;
             }
+        }
+        if batch.is_empty() {
+            continue;
         }
         let tickets: Vec<_> = batch
             .drain(..)

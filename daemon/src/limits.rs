@@ -41,6 +41,16 @@ pub const PAGE_LIMIT_DEFAULT: u64 = 100;
 pub const PAGE_LIMIT_MAX: u64 = 1_000;
 /// System events waiting to be appended; past this they are dropped and counted.
 pub const EVENT_QUEUE_DEPTH_MAX: usize = 8_192;
+/// System events (all but admin actions) recorded one by one in a burst,
+/// and per second after it; past that they are counted by code and recorded
+/// as one `events.suppressed` summary per second, so that a flood of bad
+/// keys cannot grow the event ledger without bound.
+pub const EVENTS_BURST_DEFAULT: u32 = 1_000;
+pub const EVENTS_PER_S_DEFAULT: u32 = 100;
+pub const EVENTS_BURST_RANGE: core::ops::RangeInclusive<u32> = 1..=1_000_000;
+pub const EVENTS_PER_S_RANGE: core::ops::RangeInclusive<u32> = 1..=100_000;
+/// Cadence of the suppressed-events summary.
+pub const EVENTS_SUMMARY_INTERVAL_MS: u64 = 1_000;
 /// Most system events appended in one batch.
 pub const EVENT_BATCH_MAX: usize = 256;
 /// Export chunks buffered between the reader thread and the socket.

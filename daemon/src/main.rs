@@ -540,6 +540,7 @@ fn serve(config: Config) -> Result<(), ServeError> {
             app.store.clone(),
             events_rx,
             app.events.recorded_counter(),
+            app.events.summarizer(),
             stop_rx.clone(),
         ));
         let anchor_app = app.clone();

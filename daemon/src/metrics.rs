@@ -30,6 +30,9 @@ pub fn render(app: &App) -> String {
     out.push_str("# HELP annal_events_dropped_total System events dropped because the queue was full.\n");
     out.push_str("# TYPE annal_events_dropped_total counter\n");
     let _ = writeln!(out, "annal_events_dropped_total {}", app.events.dropped());
+    out.push_str("# HELP annal_events_suppressed_total System events over the budget, counted in a summary instead of recorded one by one.\n");
+    out.push_str("# TYPE annal_events_suppressed_total counter\n");
+    let _ = writeln!(out, "annal_events_suppressed_total {}", app.events.suppressed());
     out.push_str("# HELP annal_ratelimit_tracked_keys Keys and tenants holding rate-limiter state.\n");
     out.push_str("# TYPE annal_ratelimit_tracked_keys gauge\n");
     let _ = writeln!(out, "annal_ratelimit_tracked_keys {}", app.limiter.tracked_keys());

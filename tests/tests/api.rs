@@ -517,3 +517,59 @@ fn stalled_exports_are_capped_and_cut() {
     assert_eq!((end["type"].clone(), end["records"].clone()), (json!("end"), json!(24)));
     drop(stalled);
 }
+
+/// Events past the budget are counted, not recorded one by one: a flood
+/// of bad keys leaves the burst's events and then summaries whose counts
+/// add up to every refusal, none lost and none recorded twice.
+#[test]
+fn a_flood_of_denials_is_summarised_past_the_event_budget() {
+    let d = Daemon::start(Some("[events]\nburst = 5\nper_s = 1\n"));
+    let admin = d.admin_key();
+    let sent = 40;
+    for _ in 0..sent {
+        let r = d.call("GET", "/v1/ledgers/orders/records", "annal_k_0000000000000000_nope", None);
+        assert_eq!((r.status, code(&r)), (401, "auth.invalid_key".to_owned()));
+    }
+    let events = |code: &str| -> Vec<serde_json::Value> {
+        let r = d.call("GET", &format!("/admin/v1/events?code={code}&limit=1000"), &admin, None);
+        assert_eq!(r.status, 200, "{}", body(&r));
+        r.json()["events"].as_array().expect("events").clone()
+    };
+    // "N since T: auth.invalid_key=n" -> n
+    let summarised = |summaries: &[serde_json::Value]| -> u64 {
+        summaries
+            .iter()
+            .map(|e| {
+                assert_eq!((e["kind"].clone(), e["status"].clone()), (json!("summary"), json!(0)));
+                let detail = e["detail"].as_str().expect("detail");
+                let n = detail.rsplit_once("auth.invalid_key=").expect("count by code").1;
+                n.parse::<u64>().expect("count")
+            })
+            .sum()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (one_by_one, summaries) = (events("auth.invalid_key"), events("events.suppressed"));
+        let counted = summarised(&summaries);
+        if one_by_one.len() as u64 + counted == sent {
+            assert!(one_by_one.len() >= 5, "the burst is recorded one by one");
+            assert!(counted > 0, "past the budget, refusals are counted");
+            break;
+        }
+        assert!(one_by_one.len() as u64 + counted < sent, "an event counted twice");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "recorded {} + counted {counted} of {sent}",
+            one_by_one.len()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let metrics = d.call("GET", "/metrics", &admin, None);
+    let text = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        text.lines().any(
+            |l| l.starts_with("annal_events_suppressed_total ") && l != "annal_events_suppressed_total 0"
+        ),
+        "{text}"
+    );
+}
