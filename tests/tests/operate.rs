@@ -376,3 +376,43 @@ fn offline_export_equals_the_served_export() {
     let (code, out) = verify_export(&offline, root.path(), &["--trust-key", &trust]);
     assert_eq!(code, Some(0), "{out}");
 }
+
+/// DESIGN invariant 9, "never logs": after a run that generates the dev
+/// secrets, issues a tenant key, uses it, presents a wrong secret for its id
+/// and revokes it, with debug logging on, no secret appears in the log: not
+/// the admin key, not the tenant key or its secret part, not the wrong
+/// secret, not the signing key file or its seed.
+#[test]
+fn secrets_never_reach_the_log() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let mut d = Daemon::launch(root.path(), None, &[("RUST_LOG", "debug")]).expect("starts");
+    let admin = d.admin_key();
+    let key = d.tenant_with_key("acme");
+    assert_eq!(d.call("POST", "/v1/ledgers/orders/records", &key, Some(&json!({"payload": 1}))).status, 201);
+    // annal_<16 hex id>_<base64url secret>
+    let (prefix, secret) = key.split_at("annal_".len() + 16 + 1);
+    let key_id = &prefix["annal_".len()..prefix.len() - 1];
+    let wrong = format!("{prefix}{}", "A".repeat(secret.len()));
+    assert_eq!(d.call("GET", "/v1/ledgers/orders/records", &wrong, None).status, 401);
+    let r = d.call("POST", &format!("/admin/v1/tenants/acme/keys/{key_id}/revoke"), &admin, None);
+    assert_eq!(r.status, 200, "revoke: {}", String::from_utf8_lossy(&r.body));
+    assert_eq!(d.call("GET", "/v1/ledgers/orders/records", &key, None).status, 401);
+    d.signal("TERM");
+    assert_eq!(d.wait().code(), Some(0));
+
+    let signing = std::fs::read_to_string(d.data_dir().join("dev-signing.key")).expect("dev signing key");
+    let seed = signing.trim().splitn(5, '+').nth(4).expect("PRIVATE+KEY+<name>+<id>+<key>");
+    let log = d.log().join("\n");
+    assert!(log.contains("generated admin key at"), "the location is logged once: {log}");
+    for (what, secret) in [
+        ("admin key", admin.as_str()),
+        ("tenant key", key.as_str()),
+        ("tenant key secret", secret),
+        ("wrong secret", &wrong[prefix.len()..]),
+        ("signing key file", signing.trim()),
+        ("signing seed", seed),
+    ] {
+        assert!(secret.len() >= 16, "{what} is a real secret");
+        assert!(!log.contains(secret), "the log holds the {what}");
+    }
+}
