@@ -28,7 +28,7 @@ const QUEUED_CHECKPOINTS_MAX: usize = 256;
 /// fsync) per ledger.
 pub async fn anchor_all(store: &Store, signer: &NoteSigner, log: &annal_chain::LogName) -> Pass {
     let mut pass = Pass::default();
-    let ledgers = match store.ledgers() {
+    let ledgers = match store.unanchored() {
         Ok(l) => l,
         Err(e) => {
             log::error!("anchoring: cannot list ledgers: {e:?}");
@@ -37,19 +37,7 @@ pub async fn anchor_all(store: &Store, signer: &NoteSigner, log: &annal_chain::L
         }
     };
     let mut tickets = Vec::with_capacity(QUEUED_CHECKPOINTS_MAX);
-    for (tenant, ledger, size) in ledgers {
-        let state = match store.ledger_state(&tenant, &ledger) {
-            Ok(Some(s)) => s,
-            Ok(None) => continue,
-            Err(e) => {
-                log::error!("anchoring {tenant}/{ledger}: {e:?}");
-                pass.failed += 1;
-                continue;
-            }
-        };
-        if state.checkpoint_size >= state.size || size == 0 {
-            continue;
-        }
+    for (tenant, ledger, state) in ledgers {
         let origin = Origin::new(log.clone(), tenant.clone(), ledger.clone());
         let note = Checkpoint::new(origin, state.size, state.root).sign(signer);
         let ticket = store.store_checkpoint(CheckpointRequest {
@@ -88,7 +76,8 @@ async fn settle(tickets: &mut Vec<Queued>, pass: &mut Pass) {
     }
 }
 
-/// Runs a pass every `interval` until `stop` flips.
+/// Runs a pass every `interval` until `stop` flips, skipping it when
+/// nothing was committed since a pass that left nothing behind.
 /// A pass in progress finishes before the worker stops.
 pub async fn run(
     store: Arc<Store>,
@@ -100,6 +89,7 @@ pub async fn run(
 ) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut clean_at = None;
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
@@ -108,8 +98,12 @@ pub async fn run(
         if *stop.borrow() {
             break;
         }
-        if signing_ok {
-            anchor_all(&store, &signer, &log).await;
+        // This pass's own checkpoints count as commits: the next pass runs
+        // once more, finds nothing, and the one after it is skipped.
+        let commits = store.commits();
+        if signing_ok && clean_at != Some(commits) {
+            let pass = anchor_all(&store, &signer, &log).await;
+            clean_at = (pass.failed == 0).then_some(commits);
         }
     }
     log::info!("anchoring worker stopped");

@@ -68,15 +68,17 @@ pub fn open(data_dir: &Path) -> Option<Arc<Index>> {
     }
 }
 
-/// Runs a catch-up pass every `interval` until `stop` flips. A pass does at
-/// most about `INDEX_PASS_RECORDS_MAX` records; while the index is behind,
-/// passes follow each other without waiting. A pass in progress finishes
+/// Runs a catch-up pass every `interval` until `stop` flips, unless nothing
+/// was committed since a pass that caught up. A pass does at most about
+/// `INDEX_PASS_RECORDS_MAX` records; while the index is behind, passes
+/// follow each other without waiting. A pass in progress finishes
 /// before the worker stops.
 pub async fn run(store: Arc<Store>, index: Arc<Index>, interval: Duration, mut stop: watch::Receiver<bool>) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut behind = true;
     let mut failing = false;
+    let mut caught_up_at = None;
     loop {
         if !behind {
             tokio::select! {
@@ -86,6 +88,12 @@ pub async fn run(store: Arc<Store>, index: Arc<Index>, interval: Duration, mut s
         }
         if *stop.borrow() {
             break;
+        }
+        // Caught up and nothing committed since: a pass would only read
+        // every ledger's watermark to find that out.
+        let commits = store.commits();
+        if caught_up_at == Some(commits) {
+            continue;
         }
         let (store, index) = (store.clone(), index.clone());
         let pass =
@@ -100,6 +108,7 @@ pub async fn run(store: Arc<Store>, index: Arc<Index>, interval: Duration, mut s
                     failing = false;
                 }
                 behind = !step.complete;
+                caught_up_at = step.complete.then_some(commits);
                 if behind {
                     // Let other tasks run between back-to-back passes.
                     tokio::task::yield_now().await;

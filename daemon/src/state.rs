@@ -1,7 +1,16 @@
 //! Readiness: every check evaluated on every call (a failure is never hidden
-//! by a cached success), and the flags shutdown flips.
+//! by a cached success), and the flags shutdown flips. The anchoring check
+//! reads which record has waited longest for a checkpoint from a scan of
+//! every ledger; that scan is redone only after a commit, and at most every
+//! quarter of the freshness bound (≤ 1 s), so an unauthenticated `/ready`
+//! cannot make the daemon walk its ledgers on every call. A record appended
+//! since the scan has waited less than that quarter, so the reuse can only
+//! report a record stale a little late by less than its bound, never hide
+//! one that is stale.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use crate::app::App;
 
@@ -37,16 +46,31 @@ impl Readiness {
     }
 }
 
+/// The record that has waited longest for a checkpoint, as of a scan.
+#[derive(Debug)]
+struct Waiting {
+    scanned_at: Instant,
+    commits: u64,
+    /// (tenant/ledger, seq, appended at ms); `None`: every record anchored.
+    oldest: Option<(String, u64, u64)>,
+}
+
 #[derive(Debug)]
 pub struct State {
     version: &'static str,
     draining: AtomicBool,
     anchoring: AtomicBool,
+    waiting: Mutex<Option<Waiting>>,
 }
 
 impl State {
     pub fn new(version: &'static str) -> State {
-        State { version, draining: AtomicBool::new(false), anchoring: AtomicBool::new(false) }
+        State {
+            version,
+            draining: AtomicBool::new(false),
+            anchoring: AtomicBool::new(false),
+            waiting: Mutex::new(None),
+        }
     }
 
     pub fn version(&self) -> &'static str {
@@ -129,26 +153,38 @@ fn anchoring_fresh(app: &App) -> Result<(), String> {
     if bound == 0 {
         return Ok(());
     }
-    let now = crate::app::now_ms();
-    let ledgers = app.store.ledgers().map_err(|e| format!("cannot list ledgers: {e:?}"))?;
-    for (tenant, ledger, _) in ledgers {
-        let state =
-            app.store.ledger_state(&tenant, &ledger).map_err(|e| format!("{tenant}/{ledger}: {e:?}"))?;
-        let Some(state) = state else { continue };
-        if state.checkpoint_size >= state.size {
-            continue;
-        }
+    let reuse_for = Duration::from_millis(bound / 4).min(Duration::from_secs(1));
+    let commits = app.store.commits();
+    // Held while scanning: concurrent calls wait for one scan, not each do one.
+    let mut waiting = app.state.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+    let current =
+        waiting.as_ref().is_some_and(|w| w.commits == commits || w.scanned_at.elapsed() < reuse_for);
+    if !current {
+        *waiting = Some(Waiting { scanned_at: Instant::now(), commits, oldest: oldest_waiting(app)? });
+    }
+    let Some((ledger, seq, at_ms)) = waiting.as_ref().and_then(|w| w.oldest.as_ref()) else {
+        return Ok(());
+    };
+    let age = crate::app::now_ms().saturating_sub(*at_ms);
+    if age > bound {
+        return Err(format!("{ledger} seq {seq} unanchored for {age} ms (bound {bound} ms)"));
+    }
+    Ok(())
+}
+
+/// The first unanchored record of every ledger that has one: the oldest.
+fn oldest_waiting(app: &App) -> Result<Option<(String, u64, u64)>, String> {
+    let ledgers = app.store.unanchored().map_err(|e| format!("cannot list ledgers: {e:?}"))?;
+    let mut oldest: Option<(String, u64, u64)> = None;
+    for (tenant, ledger, state) in ledgers {
         let first = annal_chain::Seq::new(state.checkpoint_size);
         let record =
             app.store.record(&tenant, &ledger, first).map_err(|e| format!("{tenant}/{ledger}: {e:?}"))?;
-        if let Some(r) = record {
-            let age = now.saturating_sub(r.record.timestamp_ms());
-            if age > bound {
-                return Err(format!(
-                    "{tenant}/{ledger} seq {first} unanchored for {age} ms (bound {bound} ms)"
-                ));
-            }
+        if let Some(r) = record
+            && oldest.as_ref().is_none_or(|(_, _, at)| r.record.timestamp_ms() < *at)
+        {
+            oldest = Some((format!("{tenant}/{ledger}"), first.get(), r.record.timestamp_ms()));
         }
     }
-    Ok(())
+    Ok(oldest)
 }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
@@ -178,6 +178,8 @@ pub(crate) struct Shared {
     failed: Mutex<Option<String>>,
     /// The committed tails (tail.rs), replaced after every commit.
     tails: RwLock<Arc<Tails>>,
+    /// Transactions committed since open.
+    commits: AtomicU64,
 }
 
 impl Shared {
@@ -193,6 +195,7 @@ impl Shared {
     /// Makes `tails` what readers see; called after a commit, before its acks.
     pub(crate) fn publish_tails(&self, tails: Tails) {
         *self.tails.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(tails);
+        self.commits.fetch_add(1, Ordering::Release);
     }
 
     pub(crate) fn failure(&self) -> Option<String> {
@@ -279,6 +282,7 @@ impl Store {
             failed_flag: AtomicBool::new(false),
             failed: Mutex::new(None),
             tails: RwLock::new(Arc::new(recovered.tails.clone())),
+            commits: AtomicU64::new(0),
         });
         let (tx, rx) = sync_channel(QUEUE_DEPTH_MAX);
         let (acks, acker) = crate::committer::spawn_acker().map_err(io_err(data_dir))?;
@@ -557,6 +561,37 @@ impl Store {
                 Some((TenantId::new(&h.tenant).ok()?, LedgerName::new(&h.ledger).ok()?, h.next_seq))
             })
             .collect())
+    }
+
+    /// Transactions committed since open: unchanged means nothing was
+    /// written, so a worker that caught up with everything can skip a pass.
+    pub fn commits(&self) -> u64 {
+        self.shared.commits.load(Ordering::Acquire)
+    }
+
+    /// Every ledger with records no checkpoint covers yet, with its state,
+    /// from one snapshot (what the anchoring worker signs, and what
+    /// readiness checks the age of).
+    pub fn unanchored(&self) -> Result<Vec<(TenantId, LedgerName, LedgerState)>, ReadError> {
+        let snap = self.snapshot()?;
+        let mut out = Vec::new();
+        for head in snap.heads()? {
+            if head.checkpoint_size >= head.next_seq {
+                continue;
+            }
+            let (Ok(tenant), Ok(ledger)) = (TenantId::new(&head.tenant), LedgerName::new(&head.ledger))
+            else {
+                continue;
+            };
+            let state = LedgerState {
+                size: head.next_seq,
+                head_hash: Hash32::from_bytes(head.head_hash),
+                root: snap.root(&head, head.next_seq)?,
+                checkpoint_size: head.checkpoint_size,
+            };
+            out.push((tenant, ledger, state));
+        }
+        Ok(out)
     }
 
     /// One tenant's ledgers and their sizes, in name order; reads only

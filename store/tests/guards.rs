@@ -189,6 +189,53 @@ fn checkpoint_refusals_keep_history_consistent() {
     assert_eq!(s.check(&[]).unwrap().failure, None);
 }
 
+/// `unanchored` lists exactly the ledgers with records past their last
+/// checkpoint, with the state `ledger_state` gives (logged and direct
+/// ledgers alike), and `commits` moves with every commit and only then.
+#[test]
+fn unanchored_lists_ledgers_past_their_checkpoint_and_commits_count_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    let signer = test_signer(LOG, 1);
+    let before = s.commits();
+    for i in 0..30 {
+        append(&s, request("acme", ["a", "b", "c"][i as usize % 3], i, &[i as u8], vec![]));
+    }
+    assert!(s.commits() > before);
+    let (t, b) = (tenant("acme"), ledger("b"));
+    let note = Checkpoint::new(
+        annal_chain::Origin::parse("annal.test/acme/b").unwrap(),
+        10,
+        s.root_at(&t, &b, 10).unwrap(),
+    )
+    .sign(&signer);
+    s.store_checkpoint(CheckpointRequest { tenant: t.clone(), ledger: b.clone(), note })
+        .wait()
+        .unwrap()
+        .unwrap();
+    let note = Checkpoint::new(
+        annal_chain::Origin::parse("annal.test/acme/c").unwrap(),
+        5,
+        s.root_at(&t, &ledger("c"), 5).unwrap(),
+    )
+    .sign(&signer);
+    s.store_checkpoint(CheckpointRequest { tenant: t.clone(), ledger: ledger("c"), note })
+        .wait()
+        .unwrap()
+        .unwrap();
+    let listed = s.unanchored().unwrap();
+    let names: Vec<&str> = listed.iter().map(|(_, l, _)| l.as_str()).collect();
+    assert_eq!(names, vec!["a", "c"], "b is anchored at its head");
+    for (tenant, ledger, state) in &listed {
+        assert_eq!(Some(state), s.ledger_state(tenant, ledger).unwrap().as_ref());
+    }
+    assert_eq!(listed[1].2.checkpoint_size, 5);
+    let idle = s.commits();
+    let _ = s.unanchored().unwrap();
+    let _ = s.records(&t, &b, None, 100).unwrap();
+    assert_eq!(s.commits(), idle, "reads commit nothing");
+}
+
 #[test]
 fn migrations_are_checked_at_open() {
     let dir = tempfile::tempdir().unwrap();

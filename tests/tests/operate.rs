@@ -416,3 +416,47 @@ fn secrets_never_reach_the_log() {
         assert!(!log.contains(secret), "the log holds the {what}");
     }
 }
+
+/// Polls `/ready` until `done` accepts the answer; bounded.
+fn ready_until(d: &Daemon, what: &str, done: impl Fn(u16, &serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = ready(d);
+        if done(status, &body) {
+            return body;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}: last answer {status} {body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A record that waits for a checkpoint longer than `freshness_max_ms`
+/// turns readiness red, naming it; anchoring it turns readiness green again.
+/// (The worker's cadence is an hour here, so only its first pass runs.)
+#[test]
+fn a_record_waiting_too_long_for_a_checkpoint_fails_readiness_until_anchored() {
+    let d = Daemon::start(Some("[anchor]\ninterval_ms = 3600000\nfreshness_max_ms = 300\n"));
+    ready_until(&d, "ready at start", |status, _| status == 200);
+    let key = d.tenant_with_key("acme");
+    assert_eq!(d.call("POST", "/v1/ledgers/orders/records", &key, Some(&json!({"payload": 1}))).status, 201);
+    let body = ready_until(&d, "anchoring goes red", |status, body| {
+        status == 503 && check_status(body, "anchoring") == "failed"
+    });
+    let reason =
+        body["checks"].as_array().expect("checks").iter().find(|c| c["name"] == "anchoring").expect("check")
+            ["reason"]
+            .as_str()
+            .expect("reason")
+            .to_owned();
+    // The oldest waiting record: the event of the tenant's creation, or the append.
+    assert!(
+        ["annal-system/events seq 0 unanchored for ", "acme/orders seq 0 unanchored for "]
+            .iter()
+            .any(|p| reason.starts_with(p))
+            && reason.ends_with(" ms (bound 300 ms)"),
+        "{reason}"
+    );
+    let r = d.call("POST", "/admin/v1/checkpoints", &d.admin_key(), None);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    ready_until(&d, "ready once anchored", |status, _| status == 200);
+}
