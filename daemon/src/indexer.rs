@@ -78,7 +78,6 @@ pub async fn run(store: Arc<Store>, index: Arc<Index>, interval: Duration, mut s
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut behind = true;
     let mut failing = false;
-    let mut caught_up_at = None;
     loop {
         if !behind {
             tokio::select! {
@@ -91,8 +90,7 @@ pub async fn run(store: Arc<Store>, index: Arc<Index>, interval: Duration, mut s
         }
         // Caught up and nothing committed since: a pass would only read
         // every ledger's watermark to find that out.
-        let commits = store.commits();
-        if caught_up_at == Some(commits) {
+        if index.caught_up_with(&store) {
             continue;
         }
         let (store, index) = (store.clone(), index.clone());
@@ -108,7 +106,6 @@ pub async fn run(store: Arc<Store>, index: Arc<Index>, interval: Duration, mut s
                     failing = false;
                 }
                 behind = !step.complete;
-                caught_up_at = step.complete.then_some(commits);
                 if behind {
                     // Let other tasks run between back-to-back passes.
                     tokio::task::yield_now().await;

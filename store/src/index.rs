@@ -39,7 +39,7 @@
 
 use std::ops::Bound;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use annal_chain::{LedgerName, Seq, TenantId};
 
@@ -97,6 +97,9 @@ pub struct Index {
     events: Option<EventLedger>,
     /// Whether every stored watermark was checked against the store since open.
     verified: AtomicBool,
+    /// `Store::commits` when a step that started then caught up with every
+    /// ledger (`u64::MAX`: never).
+    caught_up_at: AtomicU64,
 }
 
 fn lineage_prefix(tenant: &str, ledger: &str, seq: u64) -> Vec<u8> {
@@ -281,7 +284,8 @@ impl Index {
         // is the right side of sled's knob.
         let config = sled::Config::new().path(dir).mode(sled::Mode::HighThroughput);
         let db = open_waiting_for_lock(&config)?;
-        let index = Index { db, events, verified: AtomicBool::new(false) };
+        let index =
+            Index { db, events, verified: AtomicBool::new(false), caught_up_at: AtomicU64::new(u64::MAX) };
         if index.db.get(STAMP_KEY)?.as_deref() != Some(index.stamp().as_bytes()) {
             // Built by another layout or configuration: its entries cannot be
             // trusted to be complete for this one.
@@ -368,6 +372,13 @@ impl Index {
         }
     }
 
+    /// Whether a step that started after `store`'s last commit caught up
+    /// with every ledger: then every ledger is indexed up to its size,
+    /// without reading a watermark.
+    pub fn caught_up_with(&self, store: &Store) -> bool {
+        self.caught_up_at.load(Ordering::Acquire) == store.commits()
+    }
+
     /// Indexes past the watermarks, stopping once about `records_max`
     /// records (at most `INDEX_STEP_RECORDS_MAX`, and about
     /// `INDEX_STEP_KEY_BYTES_MAX` of keys) were indexed, in chunks of
@@ -376,6 +387,7 @@ impl Index {
     /// watermark against the store and clears the index if the store's
     /// history is not the one indexed.
     pub fn catch_up_step(&self, store: &Store, records_max: u64) -> Result<CatchUp, IndexError> {
+        let commits = store.commits();
         let mut reset = false;
         if !self.verified.load(Ordering::Acquire) {
             if !self.matches_store(store)? {
@@ -387,6 +399,9 @@ impl Index {
         match self.plan(store, records_max)? {
             Some((plan, step)) => {
                 self.write(&plan)?;
+                if step.complete {
+                    self.caught_up_at.store(commits, Ordering::Release);
+                }
                 Ok(CatchUp { reset, ..step })
             }
             None => {

@@ -170,6 +170,9 @@ impl StorageBackend for DynBackend {
     }
 }
 
+/// Stores opened by this process: the base of each one's `commits`.
+static STORES_OPENED: AtomicU64 = AtomicU64::new(0);
+
 /// State shared by the committer and readers.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -282,7 +285,8 @@ impl Store {
             failed_flag: AtomicBool::new(false),
             failed: Mutex::new(None),
             tails: RwLock::new(Arc::new(recovered.tails.clone())),
-            commits: AtomicU64::new(0),
+            // Each store counts from its own base, 2^40 apart.
+            commits: AtomicU64::new(STORES_OPENED.fetch_add(1, Ordering::Relaxed) << 40),
         });
         let (tx, rx) = sync_channel(QUEUE_DEPTH_MAX);
         let (acks, acker) = crate::committer::spawn_acker().map_err(io_err(data_dir))?;
@@ -563,8 +567,9 @@ impl Store {
             .collect())
     }
 
-    /// Transactions committed since open: unchanged means nothing was
-    /// written, so a worker that caught up with everything can skip a pass.
+    /// Changes with every committed transaction, and differs between the
+    /// stores this process opened: unchanged means nothing was written, so
+    /// a worker that caught up with everything can skip a pass.
     pub fn commits(&self) -> u64 {
         self.shared.commits.load(Ordering::Acquire)
     }

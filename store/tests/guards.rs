@@ -236,6 +236,26 @@ fn unanchored_lists_ledgers_past_their_checkpoint_and_commits_count_writes() {
     assert_eq!(s.commits(), idle, "reads commit nothing");
 }
 
+/// `caught_up_with` is true only while nothing was committed since a step
+/// that indexed everything, and never for another store instance.
+#[test]
+fn an_index_knows_when_it_caught_up_with_its_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    let index = Index::open(&dir.path().join("index")).unwrap();
+    assert!(!index.caught_up_with(&s), "no step yet");
+    append(&s, request("acme", "orders", 0, b"a", vec![]));
+    index.catch_up(&s).unwrap();
+    assert!(index.caught_up_with(&s));
+    append(&s, request("acme", "orders", 1, b"b", vec![]));
+    assert!(!index.caught_up_with(&s), "a commit since");
+    index.catch_up(&s).unwrap();
+    assert!(index.caught_up_with(&s));
+    s.close().unwrap();
+    let reopened = open(dir.path());
+    assert!(!index.caught_up_with(&reopened), "another store instance, whatever its count");
+}
+
 #[test]
 fn migrations_are_checked_at_open() {
     let dir = tempfile::tempdir().unwrap();

@@ -84,8 +84,12 @@ pub(super) fn index_error(e: IndexError) -> ApiError {
 }
 
 /// Whether the index has caught up with every ledger of `tenant` as it
-/// stands now (reads that tenant's ledgers only).
+/// stands now: at once when it caught up with the whole store since the
+/// last commit, else by reading that tenant's ledgers only.
 pub(super) fn index_complete(store: &Store, index: &Index, tenant: &TenantId) -> Result<bool, ApiError> {
+    if index.caught_up_with(store) {
+        return Ok(true);
+    }
     for (l, size) in store.tenant_ledgers(tenant).map_err(read_error)? {
         if index.watermark(tenant, &l).map_err(index_error)? < size {
             return Ok(false);
