@@ -602,9 +602,20 @@ impl Store {
     /// One tenant's ledgers and their sizes, in name order; reads only
     /// that tenant's rows.
     pub fn tenant_ledgers(&self, tenant: &TenantId) -> Result<Vec<(LedgerName, u64)>, ReadError> {
+        self.tenant_ledgers_page(tenant, None, usize::MAX)
+    }
+
+    /// At most `limit` of one tenant's ledgers and their sizes, in name
+    /// order, after `after` (exclusive); reads only those rows.
+    pub fn tenant_ledgers_page(
+        &self,
+        tenant: &TenantId,
+        after: Option<&LedgerName>,
+        limit: usize,
+    ) -> Result<Vec<(LedgerName, u64)>, ReadError> {
         let snap = self.snapshot()?;
         Ok(snap
-            .heads_under(Some(tenant))?
+            .heads_under(Some((tenant, after)), limit)?
             .into_iter()
             .filter_map(|h| Some((LedgerName::new(&h.ledger).ok()?, h.next_seq)))
             .collect())
@@ -742,27 +753,42 @@ impl Snapshot<'_> {
 
     /// Every ledger's head, in key order.
     pub(crate) fn heads(&self) -> Result<Vec<StoredHead>, ReadError> {
-        self.heads_under(None)
+        self.heads_under(None, usize::MAX)
     }
 
-    /// The heads of every ledger, or of one tenant's ledgers only (a range
-    /// of the `ledgers` table: its keys are `tenant/ledger`).
-    fn heads_under(&self, tenant: Option<&TenantId>) -> Result<Vec<StoredHead>, ReadError> {
+    /// The heads of every ledger, or of one tenant's ledgers only after a
+    /// ledger name (a range of the `ledgers` table: its keys are
+    /// `tenant/ledger`), at most `limit` of them.
+    fn heads_under(
+        &self,
+        within: Option<(&TenantId, Option<&LedgerName>)>,
+        limit: usize,
+    ) -> Result<Vec<StoredHead>, ReadError> {
+        use std::ops::{Bound, RangeBounds as _};
         let table = self.txn.open_table(LEDGERS).map_err(|e| self.err(e))?;
         // `0` is the byte after `/`, so `tenant/` up to `tenant0` holds
         // exactly the keys that start with `tenant/`.
-        let bounds = tenant.map(|t| (format!("{t}/"), format!("{t}0")));
+        let (start, end) = match within {
+            None => (Bound::Unbounded, Bound::Unbounded),
+            Some((t, None)) => (Bound::Included(format!("{t}/")), Bound::Excluded(format!("{t}0"))),
+            Some((t, Some(after))) => {
+                (Bound::Excluded(format!("{t}/{after}")), Bound::Excluded(format!("{t}0")))
+            }
+        };
+        let in_range =
+            |key: &str| (start.as_ref().map(String::as_str), end.as_ref().map(String::as_str)).contains(&key);
         let mut out = std::collections::BTreeMap::new();
         for (key, tail) in self.tails.iter() {
-            if bounds.as_ref().is_none_or(|(from, _)| key.starts_with(from.as_str())) {
+            if in_range(key) {
                 out.insert(key.clone(), tail.head.clone());
             }
         }
-        let rows = match &bounds {
-            Some((from, to)) => table.range(from.as_str()..to.as_str()),
-            None => table.range::<&str>(..),
-        };
-        for entry in rows.map_err(|e| self.err(e))? {
+        // The first `limit` keys of table rows and tails together are among
+        // the first `limit` rows and the tails.
+        let rows = table
+            .range::<&str>((start.as_ref().map(String::as_str), end.as_ref().map(String::as_str)))
+            .map_err(|e| self.err(e))?;
+        for entry in rows.take(limit) {
             let (k, v) = entry.map_err(|e| self.err(e))?;
             if self.tails.contains_key(k.value()) {
                 continue;
@@ -780,7 +806,7 @@ impl Snapshot<'_> {
                 })?,
             );
         }
-        Ok(out.into_values().collect())
+        Ok(out.into_values().take(limit).collect())
     }
 
     pub(crate) fn with_tree<T>(

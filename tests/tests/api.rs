@@ -54,6 +54,24 @@ fn tenant_and_key_lifecycle() {
     check("POST", "/admin/v1/tenants/nope/keys", None, 404, "tenant.not_found");
 
     assert_eq!(append(&d, &key, "orders", json!({"n": 1})).status, 201);
+    // The tenant's ledgers come a page at a time.
+    for l in ["a", "b"] {
+        assert_eq!(append(&d, &key, l, json!({"n": 1})).status, 201);
+    }
+    let t = check("GET", "/admin/v1/tenants/acme?limit=2", None, 200, "").json();
+    assert_eq!(t["ledgers"], json!([{"ledger": "a", "size": 1}, {"ledger": "b", "size": 1}]));
+    assert_eq!(t["ledgers_next"], "/admin/v1/tenants/acme?after=b&limit=2");
+    let t = check("GET", "/admin/v1/tenants/acme?after=b&limit=2", None, 200, "").json();
+    assert_eq!(
+        (t["ledgers"].clone(), t["ledgers_next"].clone()),
+        (json!([{"ledger": "orders", "size": 1}]), json!(null))
+    );
+    assert_eq!(
+        check("GET", "/admin/v1/tenants/acme", None, 200, "").json()["ledgers"].as_array().map(Vec::len),
+        Some(3)
+    );
+    check("GET", "/admin/v1/tenants/acme?limit=0", None, 422, "request.out_of_range");
+    check("GET", "/admin/v1/tenants/acme?after=NOT%20A%20NAME", None, 400, "request.invalid");
     check("POST", &format!("/admin/v1/tenants/acme/keys/{key_id}/revoke"), None, 200, "");
     check("POST", &format!("/admin/v1/tenants/acme/keys/{key_id}/revoke"), None, 409, "key.already_revoked");
     check("POST", "/admin/v1/tenants/acme/keys/0000000000000000/revoke", None, 404, "key.not_found");

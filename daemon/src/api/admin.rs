@@ -31,8 +31,12 @@ pub fn routes(app: Arc<App>) -> Routes {
         .then(create_tenant);
     let list_tenants =
         warp::path!("admin" / "v1" / "tenants").and(warp::get()).and(h()).and(a()).then(list_tenants);
-    let get_tenant =
-        warp::path!("admin" / "v1" / "tenants" / String).and(warp::get()).and(h()).and(a()).then(get_tenant);
+    let get_tenant = warp::path!("admin" / "v1" / "tenants" / String)
+        .and(warp::get())
+        .and(warp::query::<LedgerPage>())
+        .and(h())
+        .and(a())
+        .then(get_tenant);
     let suspend = warp::path!("admin" / "v1" / "tenants" / String / "suspend")
         .and(warp::post())
         .and(h())
@@ -193,20 +197,47 @@ async fn list_tenants(headers: HeaderMap, app: Arc<App>) -> Response {
     .await
 }
 
-async fn get_tenant(tenant: String, headers: HeaderMap, app: Arc<App>) -> Response {
+/// A page of a tenant's ledgers: after this ledger name, at most `limit`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LedgerPage {
+    after: Option<String>,
+    limit: Option<u64>,
+}
+
+/// One tenant with a page of its ledgers (a tenant can make any number, so
+/// they come `limit` at a time, `ledgers_next` naming the next page).
+async fn get_tenant(tenant: String, page: LedgerPage, headers: HeaderMap, app: Arc<App>) -> Response {
     let r = req("GET", "GET /admin/v1/tenants/{tenant}", headers);
     admin_call(app, r, |app, _r| async move {
         let id = tenant_id(&tenant)?;
+        let limit = page.limit.unwrap_or(PAGE_LIMIT_DEFAULT);
+        if limit == 0 || limit > PAGE_LIMIT_MAX {
+            return Err(ApiError::OutOfRange { detail: format!("limit must be 1..={PAGE_LIMIT_MAX}") });
+        }
+        let after = match page.after {
+            None => None,
+            Some(name) => Some(
+                LedgerName::new(&name)
+                    .map_err(|_| ApiError::BadRequest { detail: "after must be a ledger name".into() })?,
+            ),
+        };
         let t = app.store.tenant(&id).map_err(read_error)?.ok_or(ApiError::TenantNotFound)?;
-        let ledgers: Vec<_> = app
-            .store
-            .tenant_ledgers(&id)
-            .map_err(read_error)?
+        let limit = limit as usize;
+        let mut ledgers =
+            app.store.tenant_ledgers_page(&id, after.as_ref(), limit + 1).map_err(read_error)?;
+        let next = (ledgers.len() > limit).then(|| {
+            ledgers.truncate(limit);
+            let last = &ledgers.last().expect("a full page").0;
+            format!("/admin/v1/tenants/{id}?after={last}&limit={limit}")
+        });
+        let ledgers: Vec<_> = ledgers
             .into_iter()
             .map(|(l, size)| serde_json::json!({"ledger": l.as_str(), "size": size}))
             .collect();
         let mut body = tenant_json(&t);
         body["ledgers"] = serde_json::Value::from(ledgers);
+        body["ledgers_next"] = serde_json::Value::from(next);
         Ok(json(StatusCode::OK, &body))
     })
     .await
