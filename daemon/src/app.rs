@@ -39,6 +39,8 @@ pub struct App {
     pub backup_dir: Option<PathBuf>,
     /// Good tenant authentications, voided by every admin write to tenants or keys.
     pub auth_cache: crate::api::auth_cache::AuthCache,
+    /// Held while an online backup is written: one at a time.
+    pub backup_running: Arc<tokio::sync::Mutex<()>>,
     /// One permit per export streaming (`EXPORTS_CONCURRENT_MAX`).
     pub exports: Arc<tokio::sync::Semaphore>,
     /// How long an export waits for its client to take the next chunk
@@ -145,6 +147,7 @@ impl App {
             signing_ok,
             backup_dir: config.storage.backup_dir.clone(),
             auth_cache: Default::default(),
+            backup_running: Arc::default(),
             exports: Arc::new(tokio::sync::Semaphore::new(crate::limits::EXPORTS_CONCURRENT_MAX)),
             export_stall: std::time::Duration::from_millis(config.server.request_timeout_ms),
         };

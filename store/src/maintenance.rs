@@ -63,9 +63,14 @@ fn empty_dir(dir: &Path) -> Result<(), MaintenanceError> {
     }
 }
 
+/// Rows one backup transaction copies: the copy commits (without a sync)
+/// every this many rows, so its memory stays bounded whatever the size of
+/// the database; the last commit is durable and makes all of them so.
+const BACKUP_ROWS_PER_TXN: usize = 16_384;
+
 fn copy_table<K, V>(
     src: &redb::ReadTransaction,
-    dst: &redb::WriteTransaction,
+    dst: &redb::Database,
     def: TableDefinition<K, V>,
 ) -> Result<(), MaintenanceError>
 where
@@ -78,12 +83,22 @@ where
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
         Err(e) => return Err(db_err(e)),
     };
-    let mut to = dst.open_table(def).map_err(db_err)?;
-    for entry in from.iter().map_err(db_err)? {
-        let (k, v) = entry.map_err(db_err)?;
-        to.insert(k.value(), v.value()).map_err(db_err)?;
+    let mut rows = from.iter().map_err(db_err)?.peekable();
+    loop {
+        let mut txn = dst.begin_write().map_err(db_err)?;
+        txn.set_durability(redb::Durability::None).map_err(|e| MaintenanceError::Database(e.to_string()))?;
+        {
+            let mut to = txn.open_table(def).map_err(db_err)?;
+            for entry in rows.by_ref().take(BACKUP_ROWS_PER_TXN) {
+                let (k, v) = entry.map_err(db_err)?;
+                to.insert(k.value(), v.value()).map_err(db_err)?;
+            }
+        }
+        txn.commit().map_err(db_err)?;
+        if rows.peek().is_none() {
+            return Ok(());
+        }
     }
-    Ok(())
 }
 
 impl Store {
@@ -98,23 +113,24 @@ impl Store {
         };
         let path = dir.join(DB_FILE_NAME);
         let dst = redb::Database::create(&path).map_err(db_err)?;
+        copy_table(&snap.txn, &dst, META)?;
+        copy_table(&snap.txn, &dst, MIGRATIONS)?;
+        copy_table(&snap.txn, &dst, LEDGERS)?;
+        copy_table(&snap.txn, &dst, LEDGER_NAMES)?;
+        copy_table(&snap.txn, &dst, RECORDS)?;
+        copy_table(&snap.txn, &dst, NODES)?;
+        copy_table(&snap.txn, &dst, CHECKPOINTS)?;
+        copy_table(&snap.txn, &dst, IDEMPOTENCY)?;
+        copy_table(&snap.txn, &dst, IDENTITY)?;
+        copy_table(&snap.txn, &dst, TENANTS)?;
+        copy_table(&snap.txn, &dst, API_KEYS)?;
+        copy_table(&snap.txn, &dst, WEBHOOKS)?;
+        copy_table(&snap.txn, &dst, OUTBOX)?;
+        copy_table(&snap.txn, &dst, LOG)?;
+        // Durable, and with it every copying commit before it.
         let mut txn = dst.begin_write().map_err(db_err)?;
         txn.set_durability(redb::Durability::Immediate)
             .map_err(|e| MaintenanceError::Database(e.to_string()))?;
-        copy_table(&snap.txn, &txn, META)?;
-        copy_table(&snap.txn, &txn, MIGRATIONS)?;
-        copy_table(&snap.txn, &txn, LEDGERS)?;
-        copy_table(&snap.txn, &txn, LEDGER_NAMES)?;
-        copy_table(&snap.txn, &txn, RECORDS)?;
-        copy_table(&snap.txn, &txn, NODES)?;
-        copy_table(&snap.txn, &txn, CHECKPOINTS)?;
-        copy_table(&snap.txn, &txn, IDEMPOTENCY)?;
-        copy_table(&snap.txn, &txn, IDENTITY)?;
-        copy_table(&snap.txn, &txn, TENANTS)?;
-        copy_table(&snap.txn, &txn, API_KEYS)?;
-        copy_table(&snap.txn, &txn, WEBHOOKS)?;
-        copy_table(&snap.txn, &txn, OUTBOX)?;
-        copy_table(&snap.txn, &txn, LOG)?;
         txn.commit().map_err(db_err)?;
         drop(dst);
         let hwm_path = dir.join(hwm::FILE_NAME);

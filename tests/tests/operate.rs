@@ -460,3 +460,60 @@ fn a_record_waiting_too_long_for_a_checkpoint_fails_readiness_until_anchored() {
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     ready_until(&d, "ready once anchored", |status, _| status == 200);
 }
+
+/// Backups asked for at once are written one at a time: each answer is a
+/// backup (in its own directory) or 409 `backup.in_progress`, never a
+/// collision, and every backup written is in the event ledger.
+#[test]
+fn concurrent_backups_are_one_at_a_time_and_each_is_recorded() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let backups = root.path().join("backups");
+    let config = format!("[storage]\nbackup_dir = \"{}\"\n", backups.display());
+    let d = Daemon::launch(root.path(), Some(&config), &[]).expect("starts");
+    let key = d.tenant_with_key("acme");
+    let admin = d.admin_key();
+    assert_eq!(d.call("POST", "/v1/ledgers/orders/records", &key, Some(&json!({"payload": 1}))).status, 201);
+    let barrier = std::sync::Barrier::new(8);
+    let answers: Vec<(u16, serde_json::Value)> = std::thread::scope(|s| {
+        let asks: Vec<_> = (0..8)
+            .map(|_| {
+                s.spawn(|| {
+                    barrier.wait();
+                    let r = d.call("POST", "/admin/v1/backups", &admin, None);
+                    (r.status, r.json())
+                })
+            })
+            .collect();
+        asks.into_iter().map(|a| a.join().expect("thread")).collect()
+    });
+    let mut written = std::collections::BTreeSet::new();
+    for (status, body) in &answers {
+        match status {
+            201 => assert!(written.insert(body["path"].as_str().expect("path").to_owned()), "{answers:?}"),
+            409 => assert_eq!(body["code"], "backup.in_progress", "{body}"),
+            _ => panic!("unexpected answer {status} {body}"),
+        }
+    }
+    assert!(!written.is_empty());
+    let on_disk = std::fs::read_dir(&backups).expect("backup dir").count();
+    assert_eq!(on_disk, written.len());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let events = d.call("GET", "/admin/v1/events?code=ok&limit=1000", &admin, None).json();
+        let recorded = events["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .filter(|e| e["route"] == "POST /admin/v1/backups")
+            .count();
+        if recorded == written.len() {
+            break;
+        }
+        assert!(
+            recorded < written.len() && std::time::Instant::now() < deadline,
+            "{recorded} of {}",
+            written.len()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

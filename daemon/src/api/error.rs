@@ -63,6 +63,8 @@ pub enum ApiError {
     IndexUnavailable,
     /// Online backup needs `storage.backup_dir`.
     BackupNotConfigured,
+    /// An online backup is already being written.
+    BackupInProgress,
     Internal,
 }
 
@@ -120,6 +122,7 @@ impl ApiError {
             E::BackupNotConfigured => {
                 (S::CONFLICT, "backup.not_configured", "storage.backup_dir is not configured")
             }
+            E::BackupInProgress => (S::CONFLICT, "backup.in_progress", "A backup is already being written"),
             E::Internal => (S::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
         }
     }
