@@ -517,3 +517,33 @@ fn concurrent_backups_are_one_at_a_time_and_each_is_recorded() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// DESIGN invariant 4, "on a configured cadence": with `anchor.interval_ms`
+/// set and nobody asking, the worker signs a checkpoint covering new
+/// records, again after more arrive.
+#[test]
+fn the_anchoring_worker_signs_on_its_cadence() {
+    let d = Daemon::start(Some("[anchor]\ninterval_ms = 100\n"));
+    let key = d.tenant_with_key("acme");
+    let size_signed = || -> Option<u64> {
+        let r = d.call("GET", "/v1/ledgers/orders/checkpoint", &key, None);
+        (r.status == 200).then(|| String::from_utf8_lossy(&r.body).lines().nth(1)?.parse().ok()).flatten()
+    };
+    for (appends, size) in [(3u64, 3u64), (2, 5)] {
+        for n in 0..appends {
+            assert_eq!(
+                d.call("POST", "/v1/ledgers/orders/records", &key, Some(&json!({"payload": n}))).status,
+                201
+            );
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while size_signed() != Some(size) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no checkpoint of size {size}: {:?}",
+                size_signed()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
