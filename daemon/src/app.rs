@@ -105,6 +105,7 @@ impl App {
         let options = OpenOptions {
             expected_head: config.migrations.expected_head,
             apply_pending_migrations: config.apply_migrations_on_start(),
+            ledgers_per_tenant_max: config.storage.ledgers_per_tenant_max,
             ..OpenOptions::default()
         };
         let store = Store::open(data_dir, options).map_err(|e| match e {

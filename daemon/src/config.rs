@@ -63,11 +63,18 @@ pub struct StorageConfig {
     pub data_dir: PathBuf,
     /// Where `POST /admin/v1/backups` writes snapshots (unset: online backup off).
     pub backup_dir: Option<PathBuf>,
+    /// Most ledgers one tenant may have (an append creating one more is
+    /// refused with 409 `ledger.limit_reached`).
+    pub ledgers_per_tenant_max: u64,
 }
 
 impl Default for StorageConfig {
     fn default() -> StorageConfig {
-        StorageConfig { data_dir: PathBuf::from("./annal-data"), backup_dir: None }
+        StorageConfig {
+            data_dir: PathBuf::from("./annal-data"),
+            backup_dir: None,
+            ledgers_per_tenant_max: limits::LEDGERS_PER_TENANT_MAX_DEFAULT,
+        }
     }
 }
 
@@ -385,6 +392,11 @@ impl Config {
         check("rate_limit.tenant_burst", r.tenant_burst, &limits::RATE_BURST_RANGE)?;
         check("rate_limit.key_window_s", r.key_window_s, &limits::RATE_WINDOW_S_RANGE)?;
         check("rate_limit.tenant_window_s", r.tenant_window_s, &limits::RATE_WINDOW_S_RANGE)?;
+        check(
+            "storage.ledgers_per_tenant_max",
+            self.storage.ledgers_per_tenant_max,
+            &limits::LEDGERS_PER_TENANT_MAX_RANGE,
+        )?;
         check("events.burst", self.events.burst, &limits::EVENTS_BURST_RANGE)?;
         check("events.per_s", self.events.per_s, &limits::EVENTS_PER_S_RANGE)?;
         check("anchor.interval_ms", self.anchor.interval_ms, &limits::ANCHOR_INTERVAL_MS_RANGE)?;

@@ -29,6 +29,11 @@ pub const ANCHOR_INTERVAL_MS_RANGE: core::ops::RangeInclusive<u64> = 10..=3_600_
 pub const ANCHOR_FRESHNESS_MS_DEFAULT: u64 = 60_000;
 pub const ANCHOR_FRESHNESS_MS_RANGE: core::ops::RangeInclusive<u64> = 0..=86_400_000;
 
+/// Most ledgers one tenant may have, by default and at most: a tenant makes
+/// ledgers just by appending to new names, and some reads and the admin
+/// view are proportional to a tenant's ledgers.
+pub const LEDGERS_PER_TENANT_MAX_DEFAULT: u64 = 10_000;
+pub const LEDGERS_PER_TENANT_MAX_RANGE: core::ops::RangeInclusive<u64> = 1..=10_000_000;
 /// Largest append request body: a maximal payload in base64 plus envelope.
 pub const APPEND_BODY_BYTES_MAX: u64 =
     (annal_chain::limits::PAYLOAD_BYTES_MAX as u64).div_ceil(3) * 4 + 64 * 1024;

@@ -207,6 +207,11 @@ pub(crate) struct Committer {
     pub(crate) log_next: u64,
     /// Commits since the tails were last flushed.
     pub(crate) commits_since_flush: u64,
+    /// `OpenOptions::ledgers_per_tenant_max`.
+    pub(crate) ledgers_per_tenant_max: u64,
+    /// Ledgers per tenant, counted on the tenant's first new ledger since
+    /// open (or since a dropped batch) and kept up to date after.
+    pub(crate) ledger_counts: HashMap<String, u64>,
 }
 
 /// Inserts `entries`, new keys in ascending order, as one run through a
@@ -411,6 +416,7 @@ impl Committer {
                 // The cache may hold nothing from the dropped batch, but be
                 // sure: the next batch rereads from the database.
                 self.heads.clear();
+                self.ledger_counts.clear();
                 (self.tails, self.tail_records, self.tail_bytes, self.log_next) = saved;
                 self.ack(replies.into_iter().map(|r| (r, Err(err.clone()))).collect());
             }
@@ -611,6 +617,13 @@ impl Committer {
         let hash = view.hash();
         codec::set_hash(&mut value, hash.as_bytes());
         if !exists {
+            if self.ledgers_per_tenant_max != u64::MAX {
+                let count = self.ledger_count(req.tenant.as_str(), t)?;
+                if count >= self.ledgers_per_tenant_max {
+                    return Ok(Err(AppendRefusal::LedgerLimit { max: self.ledgers_per_tenant_max }));
+                }
+                self.ledger_counts.insert(req.tenant.as_str().to_owned(), count + 1);
+            }
             let id = st.next_ledger_id;
             st.next_ledger_id += 1;
             if t.names.insert(id, key.as_str())?.is_some() {
@@ -671,6 +684,29 @@ impl Committer {
         }
         st.records_total += 1;
         Ok(Ok(Appended { seq: Seq::new(next), hash, replayed: false }))
+    }
+
+    /// How many ledgers `tenant` has: counted once (its rows of `ledgers`,
+    /// and its ledgers that still live only in a tail), then kept in
+    /// `ledger_counts` as ledgers are created.
+    fn ledger_count(&mut self, tenant: &str, t: &Tables) -> Result<u64, Abort> {
+        if let Some(n) = self.ledger_counts.get(tenant) {
+            return Ok(*n);
+        }
+        // `0` is the byte after `/`: the range holds exactly `tenant/...`.
+        let (from, to) = (format!("{tenant}/"), format!("{tenant}0"));
+        let mut n = 0;
+        for row in t.ledgers.range(from.as_str()..to.as_str())? {
+            row?;
+            n += 1;
+        }
+        for key in self.tails.keys() {
+            if key.starts_with(&from) && t.ledgers.get(key.as_str())?.is_none() {
+                n += 1;
+            }
+        }
+        self.ledger_counts.insert(tenant.to_owned(), n);
+        Ok(n)
     }
 
     fn check_parents(

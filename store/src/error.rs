@@ -154,6 +154,11 @@ pub enum AppendRefusal {
     ParentHashMismatch {
         index: usize,
     },
+    /// The append would create a ledger past the tenant's limit
+    /// (`OpenOptions::ledgers_per_tenant_max`).
+    LedgerLimit {
+        max: u64,
+    },
 }
 
 impl fmt::Display for AppendRefusal {
@@ -169,6 +174,7 @@ impl fmt::Display for AppendRefusal {
             AppendRefusal::PrevMismatch => f.write_str("prev is not the head hash"),
             AppendRefusal::ParentNotFound { index } => write!(f, "lineage parent {index} not found"),
             AppendRefusal::ParentHashMismatch { index } => write!(f, "lineage parent {index} hash differs"),
+            AppendRefusal::LedgerLimit { max } => write!(f, "the tenant has its limit of {max} ledgers"),
         }
     }
 }

@@ -133,6 +133,9 @@ pub struct OpenOptions {
     /// threads, each waiting for its own ack, fill batches better with a
     /// linger.
     pub batch_linger: Duration,
+    /// Most ledgers one tenant may have: an append that would create one
+    /// more is refused (`AppendRefusal::LedgerLimit`). No limit by default.
+    pub ledgers_per_tenant_max: u64,
 }
 
 impl Default for OpenOptions {
@@ -142,6 +145,7 @@ impl Default for OpenOptions {
             apply_pending_migrations: true,
             backend: None,
             batch_linger: Duration::ZERO,
+            ledgers_per_tenant_max: u64::MAX,
         }
     }
 }
@@ -305,6 +309,8 @@ impl Store {
             tails: recovered.tails,
             log_next: recovered.log_next,
             commits_since_flush: 0,
+            ledgers_per_tenant_max: options.ledgers_per_tenant_max,
+            ledger_counts: HashMap::new(),
         };
         let handle = std::thread::Builder::new()
             .name("annal-committer".into())

@@ -256,6 +256,34 @@ fn an_index_knows_when_it_caught_up_with_its_store() {
     assert!(!index.caught_up_with(&reopened), "another store instance, whatever its count");
 }
 
+/// A tenant cannot make more ledgers than `ledgers_per_tenant_max`, counting
+/// flushed rows and ledgers still in a tail alike, also after a reopen; the
+/// refusal writes nothing, and existing ledgers and other tenants go on.
+#[test]
+fn ledgers_per_tenant_are_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = || OpenOptions { ledgers_per_tenant_max: 3, ..OpenOptions::default() };
+    let s = Store::open(dir.path(), options()).unwrap();
+    append(&s, request("acme", "a", 0, b"x", vec![]));
+    s.close().unwrap();
+    // "a" is a flushed row now; "b" and "c" live in tails.
+    let s = Store::open(dir.path(), options()).unwrap();
+    append(&s, request("acme", "b", 0, b"x", vec![]));
+    append(&s, request("acme", "c", 0, b"x", vec![]));
+    let refused = s.append(request("acme", "d", 0, b"x", vec![])).wait().unwrap();
+    assert_eq!(refused, Err(AppendRefusal::LedgerLimit { max: 3 }));
+    assert!(s.ledger_state(&tenant("acme"), &ledger("d")).unwrap().is_none(), "nothing written");
+    append(&s, request("acme", "a", 1, b"y", vec![]));
+    append(&s, request("beta", "d", 0, b"x", vec![]));
+    // A tenant whose name prefixes another's is counted on its own.
+    append(&s, request("acme0", "z", 0, b"x", vec![]));
+    s.close().unwrap();
+    let s = Store::open(dir.path(), options()).unwrap();
+    let refused = s.append(request("acme", "e", 0, b"x", vec![])).wait().unwrap();
+    assert_eq!(refused, Err(AppendRefusal::LedgerLimit { max: 3 }));
+    assert_eq!(s.tenant_ledgers(&tenant("acme")).unwrap().len(), 3);
+}
+
 #[test]
 fn migrations_are_checked_at_open() {
     let dir = tempfile::tempdir().unwrap();

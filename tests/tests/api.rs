@@ -591,3 +591,22 @@ fn a_flood_of_denials_is_summarised_past_the_event_budget() {
         "{text}"
     );
 }
+
+/// A tenant's ledgers are capped (`storage.ledgers_per_tenant_max`): the
+/// append that would make one more answers 409 `ledger.limit_reached` and
+/// creates nothing; appends to its ledgers, and other tenants, go on.
+#[test]
+fn a_tenant_past_its_ledger_limit_is_refused_a_new_ledger() {
+    let d = Daemon::start(Some("[storage]\nledgers_per_tenant_max = 2\n"));
+    let acme = d.tenant_with_key("acme");
+    let beta = d.tenant_with_key("beta");
+    for l in ["a", "b"] {
+        assert_eq!(append(&d, &acme, l, json!({"n": 0})).status, 201);
+    }
+    let r = append(&d, &acme, "c", json!({"n": 0}));
+    assert_eq!((r.status, code(&r)), (409, "ledger.limit_reached".to_owned()), "{}", body(&r));
+    assert!(r.json()["detail"].as_str().is_some_and(|d| d.contains("2 ledgers")), "{}", body(&r));
+    assert_eq!(d.call("GET", "/v1/ledgers/c/records", &acme, None).status, 404, "nothing created");
+    assert_eq!(append(&d, &acme, "a", json!({"n": 1})).status, 201);
+    assert_eq!(append(&d, &beta, "c", json!({"n": 0})).status, 201);
+}

@@ -34,6 +34,10 @@ pub enum ApiError {
     RecordInvalid {
         detail: String,
     },
+    /// Appending would create a ledger past the tenant's limit.
+    LedgerLimit {
+        detail: String,
+    },
     ParentNotFound,
     ParentHashMismatch,
     IdempotencyKeyReused,
@@ -90,6 +94,9 @@ impl ApiError {
             E::AppendOnly => (S::METHOD_NOT_ALLOWED, "ledger.append_only", "Ledgers are append-only"),
             E::BadRequest { .. } => (S::BAD_REQUEST, "request.invalid", "Invalid request"),
             E::RecordInvalid { .. } => (S::UNPROCESSABLE_ENTITY, "record.invalid", "Invalid record"),
+            E::LedgerLimit { .. } => {
+                (S::CONFLICT, "ledger.limit_reached", "The tenant has its limit of ledgers")
+            }
             E::ParentNotFound => {
                 (S::UNPROCESSABLE_ENTITY, "lineage.parent_not_found", "Lineage parent not found")
             }
@@ -139,6 +146,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest { detail }
             | ApiError::RecordInvalid { detail }
+            | ApiError::LedgerLimit { detail }
             | ApiError::OutOfRange { detail } => Some(detail),
             _ => None,
         }

@@ -288,6 +288,11 @@ fn append_refusal(refusal: AppendRefusal) -> ApiError {
         AppendRefusal::IdempotencyConflict { .. } => ApiError::IdempotencyKeyReused,
         AppendRefusal::ParentNotFound { .. } => ApiError::ParentNotFound,
         AppendRefusal::ParentHashMismatch { .. } => ApiError::ParentHashMismatch,
+        AppendRefusal::LedgerLimit { max } => ApiError::LedgerLimit {
+            detail: format!(
+                "a tenant may have {max} ledgers (storage.ledgers_per_tenant_max); append to an existing one"
+            ),
+        },
         // Position::Next never asks for a seq, so these mean a store bug.
         other => {
             log::error!("unexpected append refusal: {other:?}");
