@@ -290,20 +290,27 @@ fn workers_disabled_is_reported_and_honoured() {
     assert!(d.log().iter().any(|l| l.contains("workers=disabled")));
 }
 
-#[test]
-fn backup_restore_to_isolation_check_and_promote() {
+/// A daemon with online backups into `<root>/backups` and `appends`
+/// records in acme/orders: (root, backups dir, daemon, tenant key, admin key).
+fn daemon_with_backups(appends: u64) -> (tempfile::TempDir, std::path::PathBuf, Daemon, String, String) {
     let root = tempfile::tempdir().expect("temp dir");
     let backups = root.path().join("backups");
     let config = format!("[storage]\nbackup_dir = \"{}\"\n", backups.display());
     let d = Daemon::launch(root.path(), Some(&config), &[]).expect("starts");
     let key = d.tenant_with_key("acme");
     let admin = d.admin_key();
-    for i in 0..5 {
+    for i in 0..appends {
         assert_eq!(
             d.call("POST", "/v1/ledgers/orders/records", &key, Some(&json!({"payload": i}))).status,
             201
         );
     }
+    (root, backups, d, key, admin)
+}
+
+#[test]
+fn backup_restore_to_isolation_check_and_promote() {
+    let (_root, _backups, d, key, admin) = daemon_with_backups(5);
     assert_eq!(d.call("POST", "/admin/v1/checkpoints", &admin, None).status, 200);
     let r = d.call("POST", "/admin/v1/backups", &admin, None);
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
@@ -466,13 +473,7 @@ fn a_record_waiting_too_long_for_a_checkpoint_fails_readiness_until_anchored() {
 /// collision, and every backup written is in the event ledger.
 #[test]
 fn concurrent_backups_are_one_at_a_time_and_each_is_recorded() {
-    let root = tempfile::tempdir().expect("temp dir");
-    let backups = root.path().join("backups");
-    let config = format!("[storage]\nbackup_dir = \"{}\"\n", backups.display());
-    let d = Daemon::launch(root.path(), Some(&config), &[]).expect("starts");
-    let key = d.tenant_with_key("acme");
-    let admin = d.admin_key();
-    assert_eq!(d.call("POST", "/v1/ledgers/orders/records", &key, Some(&json!({"payload": 1}))).status, 201);
+    let (_root, backups, d, _key, admin) = daemon_with_backups(1);
     let barrier = std::sync::Barrier::new(8);
     let answers: Vec<(u16, serde_json::Value)> = std::thread::scope(|s| {
         let asks: Vec<_> = (0..8)
