@@ -65,13 +65,23 @@ pub fn read(path: &Path) -> Result<NoteSigner, KeyFileError> {
         .ok_or(KeyFileError::Malformed { path: path.display().to_string() })
 }
 
-/// Reads a secret file (bounded), refusing one that group or others can read.
+/// Whether `path` is one of this service's systemd credentials
+/// (`LoadCredential=`). systemd makes that directory readable by the service
+/// alone, by ownership (systemd 252: mode 0400) or by an access-control
+/// entry on a root-owned file (newer systemd), which shows as group bits:
+/// there the mode says nothing about who else can read the secret.
+fn is_credential(path: &Path) -> bool {
+    std::env::var_os("CREDENTIALS_DIRECTORY").is_some_and(|dir| path.starts_with(dir))
+}
+
+/// Reads a secret file (bounded), refusing one that group or others can
+/// read, unless it is a systemd credential (`is_credential`).
 pub fn read_secret_text(path: &Path) -> Result<String, KeyFileError> {
     let shown = path.display().to_string();
     let io = |error| KeyFileError::Io { path: shown.clone(), error };
     let file = std::fs::File::open(path).map_err(io)?;
     let mode = file.metadata().map_err(io)?.permissions().mode();
-    if mode & 0o077 != 0 {
+    if mode & 0o077 != 0 && !is_credential(path) {
         return Err(KeyFileError::TooOpen { path: shown, mode: mode & 0o777 });
     }
     let mut text = String::new();

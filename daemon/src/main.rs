@@ -163,8 +163,9 @@ enum KeysCommand {
     /// Print a key file's public key, fingerprint, key id and vkey.
     Show { file: PathBuf },
     /// Record a rotation from the configured key to a new one in the
-    /// identity log, signed by both. Run with the daemon stopped, then point
-    /// secrets.signing_key_file at the new key and start it.
+    /// identity log, signed by both. Run with the daemon stopped, then give
+    /// the daemon the new key (secrets.signing_key_file, or the
+    /// annal-signing-key credential's file) and start it.
     Rotate {
         /// The new signing key (from `keys generate`).
         #[arg(long)]
@@ -371,7 +372,10 @@ fn main() -> ExitCode {
                         old.fingerprint(),
                         new_signer.fingerprint()
                     );
-                    println!("next: set secrets.signing_key_file = {} and start annald", new.display());
+                    println!(
+                        "next: give annald {} as its signing key (secrets.signing_key_file, or the file behind the annal-signing-key credential) and start it",
+                        new.display()
+                    );
                     ExitCode::SUCCESS
                 }
                 Err(app::RotateError::Config(e)) => {

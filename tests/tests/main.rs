@@ -12,5 +12,6 @@ mod keys;
 mod lineage;
 mod openapi;
 mod operate;
+mod packaging;
 mod serve;
 mod tidy;
