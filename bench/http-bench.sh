@@ -83,13 +83,19 @@ run() {
 echo "== warm-up (3 s, not reported)"
 duration_s=3 run warmup append.lua "$base" "$connections" ANNAL_BENCH_LEDGERS=64 >/dev/null
 
+# Each append shape sits between two /health runs and is compared with their
+# mean: the host moves the /health rate by up to 20% from one minute to the
+# next, and a single /health run before both shapes made the ratio of the
+# later one mostly a measure of that drift.
 echo "== GET /health"
 run health health.lua "$base/health" "$connections"
 echo "== appends, one hot ledger"
 run append-hot append.lua "$base" "$connections" ANNAL_BENCH_LEDGERS=1
+echo "== GET /health"
+run health-mid health.lua "$base/health" "$connections"
 echo "== appends, 64 ledgers"
 run append-64 append.lua "$base" "$connections" ANNAL_BENCH_LEDGERS=64
-echo "== GET /health again (drift check)"
+echo "== GET /health"
 run health-after health.lua "$base/health" "$connections"
 
 proof_size=0
@@ -128,24 +134,28 @@ fi
 # The table. Fields of a RESULT line: label key=value...
 field() { sed -n "s/^RESULT $1 .*$2=\([0-9]*\).*/\1/p" "$results" | head -n1; }
 ms() { awk -v us="$1" 'BEGIN { printf "%.2f", us / 1000 }'; }
-health_rps=$(field health rps)
+mean() { awk -v a="$(field "$1" rps)" -v b="$(field "$2" rps)" 'BEGIN { printf "%.0f", (a + b) / 2 }'; }
 echo
 echo "machine: $(nproc) CPUs, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n1); wrk -t$threads, ${duration_s}s per shape"
+echo "ratio: an append shape's rate over the mean of the /health runs either side of it"
 printf '| %-22s | %5s | %10s | %8s | %8s | %8s | %11s | %6s |\n' \
   shape conns "req/s" "p50 ms" "p99 ms" "non-2xx" "/health r/s" ratio
 printf '|%s|\n' "------------------------|-------|------------|----------|----------|----------|-------------|--------"
+# row LABEL SHAPE CONNECTIONS [/health rate to compare with]
 row() {
-  local label=$1 shape=$2 conns=$3
-  local rps p50 p99 bad
+  local label=$1 shape=$2 conns=$3 health_rps=${4:-}
+  local rps p50 p99 bad ratio=""
   rps=$(field "$label" rps); p50=$(field "$label" p50_us); p99=$(field "$label" p99_us); bad=$(field "$label" non2xx)
   [[ -n "$rps" ]] || return 0
-  printf '| %-22s | %5s | %10s | %8s | %8s | %8s | %11s | %5.1f%% |\n' "$shape" "$conns" "$rps" \
-    "$(ms "$p50")" "$(ms "$p99")" "$bad" "$health_rps" "$(awk -v a="$rps" -v b="$health_rps" 'BEGIN { print 100 * a / b }')"
+  [[ -n "$health_rps" ]] && ratio=$(awk -v a="$rps" -v b="$health_rps" 'BEGIN { printf "%.1f%%", 100 * a / b }')
+  printf '| %-22s | %5s | %10s | %8s | %8s | %8s | %11s | %6s |\n' "$shape" "$conns" "$rps" \
+    "$(ms "$p50")" "$(ms "$p99")" "$bad" "$health_rps" "$ratio"
 }
 row health "GET /health" "$connections"
-row append-hot "append, 1 hot ledger" "$connections"
-row append-64 "append, 64 ledgers" "$connections"
-row health-after "GET /health (after)" "$connections"
+row append-hot "append, 1 hot ledger" "$connections" "$(mean health health-mid)"
+row health-mid "GET /health" "$connections"
+row append-64 "append, 64 ledgers" "$connections" "$(mean health-mid health-after)"
+row health-after "GET /health" "$connections"
 for c in $proof_connections; do
   row "proof-c$c" "proof @ ${proof_size}" "$c"
 done

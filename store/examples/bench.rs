@@ -26,16 +26,26 @@ const APPENDERS: usize = 64;
 const RUN: Duration = Duration::from_millis(1500);
 const ROUNDS: usize = 7;
 
-/// One round: the mean raw rate, each store shape's ratio to its
-/// neighbouring raw runs, and the store rates (1 ledger, 64, 64 from 8 threads).
-struct Round {
-    raw: f64,
-    one: f64,
-    many: f64,
-    many_p: f64,
-    one_p: f64,
-    many_spread: f64,
-    rates: (f64, f64, f64, f64),
+/// The four append shapes: (label, ledgers, caller threads keeping 64
+/// appends in flight).
+const SHAPES: [(&str, usize, usize); 4] = [
+    ("64 blocking appenders, 1 ledger", 1, APPENDERS),
+    ("64 blocking appenders, 64 ledgers", 64, APPENDERS),
+    ("64 in flight from 8 threads, 64 ledgers", 64, 8),
+    ("64 in flight from 8 threads, 1 ledger", 1, 8),
+];
+
+/// One shape in one round.
+#[derive(Clone, Copy)]
+struct Sample {
+    store: Run,
+    /// The store's rate over the mean of the raw ceiling runs either side.
+    of_ceiling: f64,
+    /// The store's rate over raw transactions of the store's batch size.
+    of_same_batch: f64,
+    /// The store's rate over the bare group commit with the same callers.
+    of_bare: f64,
+    bare: Run,
 }
 
 fn request(ledger: &str, ts: u64) -> AppendRequest {
@@ -53,8 +63,14 @@ fn request(ledger: &str, ts: u64) -> AppendRequest {
 
 /// Durable transactions of 64 inserts of 256-byte values, back to back.
 fn raw_ceiling(dir: &std::path::Path, spread: u64, round: usize) -> f64 {
+    raw_txns(dir, spread, BATCH, &format!("raw{spread}-{round}"))
+}
+
+/// Durable transactions of `batch` inserts of 256-byte values, back to back,
+/// keys spread over `spread` prefixes.
+fn raw_txns(dir: &std::path::Path, spread: u64, batch: u64, name: &str) -> f64 {
     const T: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("t");
-    let db = redb::Database::create(dir.join(format!("raw{spread}-{round}.redb"))).unwrap();
+    let db = redb::Database::create(dir.join(format!("{name}.redb"))).unwrap();
     let value = [7u8; PAYLOAD_BYTES];
     let start = Instant::now();
     let mut n = 0u64;
@@ -63,7 +79,7 @@ fn raw_ceiling(dir: &std::path::Path, spread: u64, round: usize) -> f64 {
         txn.set_durability(Durability::Immediate).unwrap();
         {
             let mut t = txn.open_table(T).unwrap();
-            for _ in 0..BATCH {
+            for _ in 0..batch {
                 t.insert((n % spread, n / spread), value.as_slice()).unwrap();
                 n += 1;
             }
@@ -77,12 +93,13 @@ fn raw_ceiling(dir: &std::path::Path, spread: u64, round: usize) -> f64 {
 /// 64 appends are always outstanding: the shape of 64 async tasks awaiting
 /// their tickets on a few runtime threads. `threads == APPENDERS` is 64
 /// blocking OS threads.
-fn store_rate(dir: &std::path::Path, ledgers: usize, threads: usize) -> (f64, f64) {
+fn store_rate(dir: &std::path::Path, ledgers: usize, threads: usize) -> Run {
     let options = OpenOptions { batch_linger: linger(), ..OpenOptions::default() };
     let store = Arc::new(Store::open(dir, options).unwrap());
     let stop = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
+    let commits_before = store.commits();
     let per_thread = APPENDERS / threads;
     let threads: Vec<_> = (0..threads)
         .map(|i| {
@@ -111,7 +128,104 @@ fn store_rate(dir: &std::path::Path, ledgers: usize, threads: usize) -> (f64, f6
     }
     let secs = start.elapsed().as_secs_f64();
     let n = count.load(Ordering::Relaxed) as f64;
-    (n / secs, n)
+    // `commits` goes up by one per committed transaction.
+    let commits = store.commits().wrapping_sub(commits_before).max(1);
+    Run { rate: n / secs, per_commit: n / commits as f64 }
+}
+
+/// One append run: appends/s, and appends per commit.
+#[derive(Clone, Copy)]
+struct Run {
+    rate: f64,
+    per_commit: f64,
+}
+
+/// A minimal group commit on bare redb, driven by the same callers as
+/// `store_rate`: each caller queues a 256-byte value and waits until the
+/// transaction holding it committed (`Durability::Immediate`); one thread
+/// takes what is queued (up to the store's batch cap), inserts it and
+/// commits; another wakes the callers. No chain, no Merkle state, no
+/// records log: what bare inserts reach once 64 callers each wait for their
+/// own commit, which the back-to-back ceiling leaves out.
+fn bare_group_commit(dir: &std::path::Path, threads: usize, name: &str) -> Run {
+    use std::sync::mpsc::{Receiver, SyncSender, channel, sync_channel};
+    const T: TableDefinition<u64, &[u8]> = TableDefinition::new("t");
+    let db = redb::Database::create(dir.join(format!("{name}.redb"))).unwrap();
+    let (queue, queued) = channel::<([u8; PAYLOAD_BYTES], SyncSender<()>)>();
+    let (acks, to_ack) = channel::<Vec<SyncSender<()>>>();
+    let acker = std::thread::spawn(move || {
+        while let Ok(batch) = to_ack.recv() {
+            for reply in batch {
+                let _ = reply.send(());
+            }
+        }
+    });
+    let commits = Arc::new(AtomicU64::new(0));
+    let committer = {
+        let commits = commits.clone();
+        std::thread::spawn(move || {
+            let mut key = 0u64;
+            while let Ok(first) = queued.recv() {
+                let mut batch = vec![first];
+                while batch.len() < annal_store::limits::BATCH_WRITES_MAX {
+                    match queued.try_recv() {
+                        Ok(item) => batch.push(item),
+                        Err(_) => break,
+                    }
+                }
+                let mut txn = db.begin_write().unwrap();
+                txn.set_durability(Durability::Immediate).unwrap();
+                {
+                    let mut t = txn.open_table(T).unwrap();
+                    for (value, _) in &batch {
+                        t.insert(key, value.as_slice()).unwrap();
+                        key += 1;
+                    }
+                }
+                txn.commit().unwrap();
+                commits.fetch_add(1, Ordering::Relaxed);
+                acks.send(batch.into_iter().map(|(_, reply)| reply).collect()).unwrap();
+            }
+        })
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let per_thread = APPENDERS / threads;
+    let callers: Vec<_> = (0..threads)
+        .map(|_| {
+            let (queue, stop, count) = (queue.clone(), stop.clone(), count.clone());
+            std::thread::spawn(move || {
+                let submit = |ts: u64| -> Receiver<()> {
+                    let (reply, ticket) = sync_channel(1);
+                    queue.send(([(ts % 251) as u8; PAYLOAD_BYTES], reply)).unwrap();
+                    ticket
+                };
+                let mut ts = 0;
+                let mut inflight: std::collections::VecDeque<_> =
+                    (0..per_thread).map(|_| submit(0)).collect();
+                while let Some(ticket) = inflight.pop_front() {
+                    ticket.recv().unwrap();
+                    count.fetch_add(1, Ordering::Relaxed);
+                    if !stop.load(Ordering::Relaxed) {
+                        ts += 1;
+                        inflight.push_back(submit(ts));
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(RUN);
+    stop.store(true, Ordering::Relaxed);
+    for c in callers {
+        c.join().unwrap();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    drop(queue);
+    committer.join().unwrap();
+    acker.join().unwrap();
+    let n = count.load(Ordering::Relaxed) as f64;
+    Run { rate: n / secs, per_commit: n / commits.load(Ordering::Relaxed).max(1) as f64 }
 }
 
 /// `--linger-us N`: the committer's batch linger for the append runs
@@ -145,59 +259,66 @@ fn main() {
     // between two raw runs, and report the median of the per-round ratios of
     // each store run to the mean of its two neighbouring raw runs.
     raw_ceiling(base.path(), 1, 0);
-    let mut rows = Vec::new();
+    let mut raws = Vec::new();
+    let mut rounds: Vec<[Sample; 4]> = Vec::new();
+    let mut spread = Vec::new();
     for round in 0..ROUNDS {
-        let raw_a = raw_ceiling(base.path(), 1, 4 * round);
-        let (one, _) = store_rate(&base.path().join(format!("one{round}")), 1, APPENDERS);
-        let raw_b = raw_ceiling(base.path(), 1, 4 * round + 1);
-        let (many, _) = store_rate(&base.path().join(format!("many{round}")), 64, APPENDERS);
-        let raw_c = raw_ceiling(base.path(), 1, 4 * round + 2);
-        let (many_p, _) = store_rate(&base.path().join(format!("manyp{round}")), 64, 8);
-        let raw_d = raw_ceiling(base.path(), 1, 4 * round + 3);
-        let (one_p, _) = store_rate(&base.path().join(format!("onep{round}")), 1, 8);
-        let raw64 = raw_ceiling(base.path(), 64, round);
-        println!(
-            "round {round}: raw {raw_a:.0}/s, store 1 ledger {one:.0}/s, raw {raw_b:.0}/s, store 64 ledgers {many:.0}/s, raw {raw_c:.0}/s, 64 ledgers from 8 threads {many_p:.0}/s, raw {raw_d:.0}/s, 1 ledger from 8 threads {one_p:.0}/s, raw spread {raw64:.0}/s"
-        );
-        rows.push(Round {
-            raw: (raw_a + raw_b + raw_c + raw_d) / 4.0,
-            one: one / ((raw_a + raw_b) / 2.0),
-            many: many / ((raw_b + raw_c) / 2.0),
-            many_p: many_p / ((raw_c + raw_d) / 2.0),
-            one_p: one_p / raw_d,
-            many_spread: many / raw64,
-            rates: (one, many, many_p, one_p),
-        });
+        let mut before = raw_ceiling(base.path(), 1, 10 * round);
+        raws.push(before);
+        let mut samples = Vec::new();
+        for (k, (label, ledgers, threads)) in SHAPES.into_iter().enumerate() {
+            let store = store_rate(&base.path().join(format!("s{k}-{round}")), ledgers, threads);
+            let after = raw_ceiling(base.path(), 1, 10 * round + k + 1);
+            raws.push(after);
+            let batch = (store.per_commit.round() as u64).max(1);
+            let same_batch = raw_txns(base.path(), 1, batch, &format!("batch{k}-{round}"));
+            let bare = bare_group_commit(base.path(), threads, &format!("bare{k}-{round}"));
+            println!(
+                "round {round}: {label}: store {:.0}/s ({:.1} per commit); raw ceiling {before:.0}/s then {after:.0}/s; raw at {batch} per txn {same_batch:.0}/s; bare group commit {:.0}/s ({:.1} per commit)",
+                store.rate, store.per_commit, bare.rate, bare.per_commit
+            );
+            samples.push(Sample {
+                store,
+                of_ceiling: store.rate / ((before + after) / 2.0),
+                of_same_batch: store.rate / same_batch,
+                of_bare: store.rate / bare.rate,
+                bare,
+            });
+            before = after;
+        }
+        if round == 0 || round == ROUNDS - 1 {
+            let many = samples[1].store.rate;
+            spread.push(many / raw_ceiling(base.path(), 64, round));
+        }
+        rounds.push(std::array::from_fn(|k| samples[k]));
     }
-    let median = |f: &dyn Fn(&Round) -> f64| {
-        let mut v: Vec<f64> = rows.iter().map(f).collect();
+    let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
     println!(
         "raw redb ceiling (durable txns of {BATCH} x {PAYLOAD_BYTES} B inserts): median {:.0} inserts/s",
-        median(&|r| r.raw)
+        median(raws.clone())
     );
     println!(
-        "store, 64 blocking appenders, 1 ledger:   median {:.0} appends/s; median ratio to its neighbouring raw runs {:.0}%",
-        median(&|r| r.rates.0),
-        100.0 * median(&|r| r.one)
+        "medians over {ROUNDS} rounds | appends/s | of ceiling | per commit | of raw at that batch | bare group commit/s (per commit) | of bare"
     );
+    for (k, (label, _, _)) in SHAPES.iter().enumerate() {
+        let m = |f: &dyn Fn(&Sample) -> f64| median(rounds.iter().map(|r| f(&r[k])).collect());
+        println!(
+            "store, {label}: {:.0} | {:.0}% | {:.1} | {:.0}% | {:.0} ({:.1}) | {:.0}%",
+            m(&|s| s.store.rate),
+            100.0 * m(&|s| s.of_ceiling),
+            m(&|s| s.store.per_commit),
+            100.0 * m(&|s| s.of_same_batch),
+            m(&|s| s.bare.rate),
+            m(&|s| s.bare.per_commit),
+            100.0 * m(&|s| s.of_bare),
+        );
+    }
     println!(
-        "store, 64 blocking appenders, 64 ledgers: median {:.0} appends/s; median ratio {:.0}% (to raw with keys spread over 64 prefixes: {:.0}%)",
-        median(&|r| r.rates.1),
-        100.0 * median(&|r| r.many),
-        100.0 * median(&|r| r.many_spread)
-    );
-    println!(
-        "store, 64 in flight from 8 threads, 64 ledgers: median {:.0} appends/s; median ratio {:.0}%",
-        median(&|r| r.rates.2),
-        100.0 * median(&|r| r.many_p)
-    );
-    println!(
-        "store, 64 in flight from 8 threads, 1 ledger:   median {:.0} appends/s; median ratio {:.0}%",
-        median(&|r| r.rates.3),
-        100.0 * median(&|r| r.one_p)
+        "store, 64 blocking appenders, 64 ledgers, to raw with keys spread over 64 prefixes: {:.0}% (first and last round)",
+        100.0 * median(spread)
     );
 
     // A 1M-record ledger, filled through the normal append path.
