@@ -20,6 +20,7 @@ mod merkle;
 mod note;
 mod record;
 mod recordjson;
+mod report;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 mod types;
@@ -48,4 +49,5 @@ pub use record::{
     LEAF_PREFIX, Parent, RECORD_TAG, RECORD_VERSION, Record, RecordError, RecordFields, RecordView,
     valid_content_type,
 };
+pub use report::{Artifact, Outcome};
 pub use types::{Hash32, KeyId, LedgerName, LogName, NameError, Origin, RecordHash, Seq, TenantId};
