@@ -18,8 +18,12 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
 }
 
+pub fn document_path() -> PathBuf {
+    root().join("docs/openapi.json")
+}
+
 fn document() -> Value {
-    let text = std::fs::read_to_string(root().join("docs/openapi.json")).expect("docs/openapi.json");
+    let text = std::fs::read_to_string(document_path()).expect("docs/openapi.json");
     serde_json::from_str(&text).expect("docs/openapi.json is JSON")
 }
 
@@ -324,4 +328,98 @@ fn the_daemon_serves_the_document_and_every_documented_route_is_live() {
         seen.insert(format!("{upper} {path}"), r.status);
     }
     assert!(seen.len() >= 30, "{seen:?}");
+}
+
+/// Who may call a documented operation, from its `security` list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Public,
+    Tenant,
+    /// A tenant key or none: the append-only refusals answer everyone.
+    TenantOrAnonymous,
+    Admin,
+}
+
+/// One documented operation, for tests that walk every route (api.rs's
+/// cross-tenant matrix). docs/openapi.json equals the source routes
+/// (`documented_routes_equal_the_source_routes`), so a walk over these
+/// cannot miss a route the daemon serves.
+#[derive(Clone, Debug)]
+pub struct Operation {
+    pub id: String,
+    /// Upper case: `GET`.
+    pub method: String,
+    /// As documented: `/v1/ledgers/{ledger}/records/{seq}`.
+    pub path: String,
+    pub access: Access,
+    /// Query parameters: (name, required).
+    pub query: Vec<(String, bool)>,
+    pub has_body: bool,
+}
+
+/// Every documented operation, in document order.
+pub fn operations() -> Vec<Operation> {
+    let doc = document();
+    let params = &doc["components"]["parameters"];
+    documented(&doc)
+        .into_iter()
+        .map(|((method, _), path, _, op)| {
+            let security: Vec<&Value> =
+                op["security"].as_array().map(|s| s.iter().collect()).unwrap_or_default();
+            let has = |scheme: &str| security.iter().any(|s| s.get(scheme).is_some());
+            let anonymous = security.iter().any(|s| s.as_object().is_some_and(|o| o.is_empty()));
+            let access = match (has("adminKey"), has("tenantKey"), anonymous) {
+                (true, false, false) => Access::Admin,
+                (false, true, false) => Access::Tenant,
+                (false, true, true) => Access::TenantOrAnonymous,
+                (false, false, _) => Access::Public,
+                other => panic!("{method} {path}: unexpected security {other:?}"),
+            };
+            let query = op["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| match p["$ref"].as_str() {
+                    Some(r) => &params[r.rsplit('/').next().expect("ref name")],
+                    None => p,
+                })
+                .filter(|p| p["in"] == "query")
+                .map(|p| {
+                    (p["name"].as_str().expect("name").to_owned(), p["required"].as_bool().unwrap_or(false))
+                })
+                .collect();
+            Operation {
+                id: op["operationId"].as_str().expect("operationId").to_owned(),
+                method,
+                path,
+                access,
+                query,
+                has_body: op.get("requestBody").is_some(),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn operations_are_read_with_their_access_and_query() {
+    let ops = operations();
+    let find = |id: &str| ops.iter().find(|o| o.id == id).unwrap_or_else(|| panic!("{id} documented"));
+    let consistency = find("consistency");
+    assert_eq!((consistency.access, consistency.method.as_str()), (Access::Tenant, "GET"));
+    assert_eq!(consistency.query, [("from".to_owned(), true), ("to".to_owned(), true)]);
+    assert_eq!(find("proof").query, [("size".to_owned(), false)]);
+    assert!(find("append").has_body && find("verify").has_body);
+    assert_eq!(find("append_only_delete_5").access, Access::TenantOrAnonymous);
+    assert_eq!(find("metrics").access, Access::Admin);
+    assert_eq!(find("health").access, Access::Public);
+    let count = |a: Access| ops.iter().filter(|o| o.access == a).count();
+    assert_eq!(
+        (
+            count(Access::Tenant),
+            count(Access::TenantOrAnonymous),
+            count(Access::Admin),
+            count(Access::Public)
+        ),
+        (10, 9, 14, 4)
+    );
 }
