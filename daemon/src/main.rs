@@ -594,7 +594,6 @@ fn serve(config: Config) -> Result<(), ServeError> {
         );
         let limits = server::ServerLimits {
             header_read_timeout: Duration::from_millis(config.server.header_read_timeout_ms),
-            request_timeout: Duration::from_millis(config.server.request_timeout_ms),
             connections_max: config.server.connections_max,
             grace: Duration::from_millis(config.shutdown.grace_ms),
         };
@@ -604,11 +603,12 @@ fn serve(config: Config) -> Result<(), ServeError> {
         if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
             log::warn!("sd_notify READY failed: {e}");
         }
-        let stopped = server::run(listener, api::build(app.clone()), limits, shutdown).await;
+        let request_timeout = Duration::from_millis(config.server.request_timeout_ms);
+        let stopped = server::run(listener, api::build(app.clone(), request_timeout), limits, shutdown).await;
         match stopped {
             server::Stopped::Drained => log::info!("connections drained"),
             server::Stopped::DeadlinePassed { connections } => {
-                log::warn!("grace period over with {connections} connection(s) open; cutting them")
+                log::warn!("grace period over with {connections} connection(s) open; cut them")
             }
         }
         // Workers finish their current item, then stop.

@@ -1,8 +1,10 @@
 //! Hosts the HTTP service on a listener we bound ourselves, with every limit
-//! explicit: header-read timeout, request timeout, a connection cap, and a
-//! graceful shutdown that has a deadline. (warp's own `serve` sets no timer,
-//! so hyper's header timeout would be off, and its graceful shutdown waits
-//! forever; see PITFALLS.md.)
+//! explicit: header-read timeout, a connection cap, and a graceful shutdown
+//! that has a deadline, past which open connections are cut. (warp's own
+//! `serve` sets no timer, so hyper's header timeout would be off, and its
+//! graceful shutdown waits forever; see PITFALLS.md.) The request timeout is
+//! the service's own (`api::build`), so that its 503 is recorded like any
+//! other failure.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -14,6 +16,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 
 use crate::api::{self, Response};
 
@@ -21,7 +24,6 @@ use crate::api::{self, Response};
 #[derive(Clone, Copy, Debug)]
 pub struct ServerLimits {
     pub header_read_timeout: Duration,
-    pub request_timeout: Duration,
     pub connections_max: usize,
     pub grace: Duration,
 }
@@ -31,12 +33,13 @@ pub struct ServerLimits {
 pub enum Stopped {
     /// Every connection finished within the grace period.
     Drained,
-    /// The grace period ran out; `connections` were still open and are cut.
+    /// The grace period ran out; `connections` were still open and were cut.
     DeadlinePassed { connections: usize },
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then stops accepting
-/// and lets open connections finish for at most `limits.grace`.
+/// and lets open connections finish for at most `limits.grace`. When it
+/// returns, every connection is closed and has dropped its clone of `app`.
 pub async fn run<A>(
     listener: TcpListener,
     app: A,
@@ -51,8 +54,12 @@ where
     let graceful = GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).keep_alive(true);
+    // Each connection's task, so the ones that outlive the grace can be cut.
+    let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
+        // Finished tasks leave the set here, so it holds at most the open ones.
+        while connections.try_join_next().is_some() {}
         // At the cap we stop accepting; further clients wait in the kernel backlog.
         let permit = tokio::select! {
             permit = permits.clone().acquire_owned() => permit.expect("semaphore never closed"),
@@ -72,24 +79,24 @@ where
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
-        let request_timeout = limits.request_timeout;
         let service = hyper::service::service_fn(move |req| {
-            let app = app.clone();
-            async move { Ok::<Response, Infallible>(api::with_request_id(req, request_timeout, &*app).await) }
+            let handled = app(req);
+            async move { Ok::<Response, Infallible>(handled.await) }
         });
         let conn = builder.serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
-        tokio::spawn(async move {
+        connections.spawn(async move {
             // Errors here are client-side (reset, header timeout); nothing to do.
             let _ = conn.await;
             drop(permit);
         });
     }
     drop(listener);
-    match tokio::time::timeout(limits.grace, graceful.shutdown()).await {
-        Ok(()) => Stopped::Drained,
-        Err(_) => {
-            Stopped::DeadlinePassed { connections: limits.connections_max - permits.available_permits() }
-        }
-    }
+    let drained = tokio::time::timeout(limits.grace, graceful.shutdown()).await.is_ok();
+    let open = limits.connections_max - permits.available_permits();
+    // Past the grace, cut what is left: a connection that lived on would keep
+    // the app, and with it the store, from closing cleanly.
+    connections.abort_all();
+    while connections.join_next().await.is_some() {}
+    if drained { Stopped::Drained } else { Stopped::DeadlinePassed { connections: open } }
 }

@@ -1,6 +1,7 @@
-//! The HTTP surface: request ids, routing, authentication, and the
-//! conversion of warp rejections into problem+json. Handlers live in
-//! `tenant` and `admin`; every error goes through `error::problem`.
+//! The HTTP surface: request ids, the request timeout, routing,
+//! authentication, and the conversion of warp rejections into problem+json.
+//! Handlers live in `tenant` and `admin`; every error goes through
+//! `error::problem`.
 
 mod admin;
 pub mod auth_cache;
@@ -61,26 +62,62 @@ fn request_id_of<B>(req: &http::Request<B>) -> Arc<str> {
 
 /// Wraps one request: assigns its id (visible to handlers as the header and to
 /// error rendering as a task-local), applies the request timeout, and stamps
-/// the id on the response, whatever produced it.
-pub async fn with_request_id<B>(
+/// the id on the response, whatever produced it. A request that runs out of
+/// time takes the one error path, `App::fail`, so it is recorded as a failure
+/// like every other 5xx.
+async fn with_request_id<B, F>(
     mut req: http::Request<B>,
     timeout: Duration,
-    app: &(dyn Fn(http::Request<B>) -> BoxFuture + Send + Sync),
-) -> Response {
+    app: &App,
+    handle: impl FnOnce(http::Request<B>) -> F,
+) -> Response
+where
+    F: Future<Output = Response>,
+{
     let id = request_id_of(&req);
     let value = HeaderValue::from_str(&id).expect("sane or generated id is a valid header");
     req.headers_mut().insert(X_REQUEST_ID, value.clone());
-    let handled = app(req);
+    // Cheap clones (an enum and a shared buffer), kept only to name the route of a timeout.
+    let (method, uri) = (req.method().clone(), req.uri().clone());
+    let handled = handle(req);
     let mut resp = REQUEST_ID
         .scope(id, async move {
             match tokio::time::timeout(timeout, handled).await {
                 Ok(resp) => resp,
-                Err(_) => problem(&ApiError::Timeout),
+                Err(_) => {
+                    let (method, route) = route_of(&method, uri.path()).unwrap_or(("-", "-"));
+                    let req = Req { method, route, headers: HeaderMap::new(), tenant: None, key_id: None };
+                    app.fail(&req, ApiError::Timeout)
+                }
             }
         })
         .await;
     resp.headers_mut().insert(X_REQUEST_ID, value);
     resp
+}
+
+/// The documented route a request addressed, as (method, route template),
+/// e.g. ("POST", "POST /v1/ledgers/{ledger}/records"): what events name when
+/// no handler did (a timeout). `None` when no documented route matches.
+fn route_of(method: &http::Method, path: &str) -> Option<(&'static str, &'static str)> {
+    static ROUTES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let routes = ROUTES.get_or_init(|| {
+        const METHODS: [&str; 7] = ["get", "put", "post", "delete", "options", "head", "patch"];
+        let doc: serde_json::Value = serde_json::from_str(openapi::DOCUMENT).unwrap_or_default();
+        let mut routes = Vec::new();
+        for (template, item) in doc["paths"].as_object().into_iter().flatten() {
+            for m in METHODS.iter().filter(|m| item.get(**m).is_some()) {
+                routes.push(format!("{} {template}", m.to_ascii_uppercase()));
+            }
+        }
+        routes
+    });
+    routes.iter().find_map(|route| {
+        let (m, template) = route.split_once(' ')?;
+        let same_shape = template.split('/').count() == path.split('/').count()
+            && template.split('/').zip(path.split('/')).all(|(t, p)| t == p || t.starts_with('{'));
+        (m == method.as_str() && same_shape).then_some((m, route.as_str()))
+    })
 }
 
 /// A response with a fixed body.
@@ -311,9 +348,11 @@ fn with_app(app: Arc<App>) -> impl warp::Filter<Extract = (Arc<App>,), Error = I
     warp::any().map(move || app.clone())
 }
 
-/// Builds the application: warp routes hosted as a plain async function.
+/// Builds the application: warp routes hosted as a plain async function
+/// that gives every request its id and at most `request_timeout`.
 pub fn build(
     app: Arc<App>,
+    request_timeout: Duration,
 ) -> impl Fn(http::Request<hyper::body::Incoming>) -> BoxFuture + Send + Sync + 'static {
     let routes = health(app.clone())
         .or(ready(app.clone()))
@@ -333,16 +372,20 @@ pub fn build(
         .or(openapi::routes())
         .unify()
         .boxed();
-    let recover_app = app;
+    let recover_app = app.clone();
     let routes = routes.recover(move |r| rejection(recover_app.clone(), r)).unify();
     let service = warp::service(routes);
     move |req| {
         let mut service = service.clone();
+        let app = app.clone();
         Box::pin(async move {
-            match service.call(req).await {
-                Ok(resp) => resp,
-                Err(never) => match never {},
-            }
+            let handle = |req| async move {
+                match service.call(req).await {
+                    Ok(resp) => resp,
+                    Err(never) => match never {},
+                }
+            };
+            with_request_id(req, request_timeout, &app, handle).await
         })
     }
 }
@@ -396,4 +439,37 @@ async fn rejection(app: Arc<App>, r: warp::Rejection) -> Result<Response, Infall
     };
     let req = Req { method: "-", route: "-", headers: HeaderMap::new(), tenant: None, key_id: None };
     Ok(app.fail(&req, err))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A timeout is recorded under the documented route the request addressed.
+    #[test]
+    fn requests_map_to_their_documented_route() {
+        let check = |method: http::Method, path: &str, expected: Option<&str>| {
+            let got = route_of(&method, path);
+            assert_eq!(got.map(|(_, route)| route), expected, "{method} {path}");
+            if let Some((m, _)) = got {
+                assert_eq!(m, method.as_str());
+            }
+        };
+        check(http::Method::POST, "/v1/ledgers/orders/records", Some("POST /v1/ledgers/{ledger}/records"));
+        check(http::Method::GET, "/v1/ledgers/orders/records", Some("GET /v1/ledgers/{ledger}/records"));
+        check(
+            http::Method::GET,
+            "/v1/ledgers/orders/records/7/proof",
+            Some("GET /v1/ledgers/{ledger}/records/{seq}/proof"),
+        );
+        check(
+            http::Method::POST,
+            "/admin/v1/tenants/acme/suspend",
+            Some("POST /admin/v1/tenants/{tenant}/suspend"),
+        );
+        check(http::Method::GET, "/health", Some("GET /health"));
+        check(http::Method::DELETE, "/health", None);
+        check(http::Method::GET, "/v1/ledgers/orders/records/7/proof/extra", None);
+        check(http::Method::GET, "/nope", None);
+    }
 }

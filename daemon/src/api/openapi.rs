@@ -7,7 +7,7 @@ use warp::Filter as _;
 use super::{Response, Routes, full};
 
 /// The document; `tests/tests/openapi.rs` checks it against the real routes.
-const DOCUMENT: &str = include_str!("../../../docs/openapi.json");
+pub(super) const DOCUMENT: &str = include_str!("../../../docs/openapi.json");
 
 pub fn routes() -> Routes {
     warp::path!("openapi.json")
