@@ -387,7 +387,10 @@ impl Committer {
                 if self.heads.len() + state.heads.len() > HEAD_CACHE_COUNT_MAX {
                     self.heads.clear();
                 }
-                for (key, (head, _)) in state.heads {
+                for (key, (head, changed)) in state.heads {
+                    if changed && head.next_seq > 0 {
+                        self.hwm.note(head.id, &key, head.next_seq, head.head_hash);
+                    }
                     self.heads.insert(key, head);
                 }
                 // The records are durable: they are acknowledged even if the

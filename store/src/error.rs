@@ -58,14 +58,22 @@ pub enum OpenError {
         head: u32,
         pending: Vec<u32>,
     },
-    /// The database is behind its high-water mark: an older copy was put in
-    /// place of the live file. Opening it would fork history.
+    /// The database is behind its high-water mark, or holds another
+    /// history than the one acknowledged: an older copy (or another
+    /// database) was put in place of the live file, or a backup's files were
+    /// copied over the data directory. Opening it would fork history.
     RolledBack {
+        /// `tenant/ledger` when one ledger's marked history is missing or
+        /// differs; `None` for the store-wide mark.
+        ledger: Option<String>,
+        /// What the mark holds (seq and record hash) and what the database has.
         detail: String,
     },
-    /// The high-water-mark file exists but neither slot is valid.
+    /// A high-water-mark file exists but cannot be used: neither slot of
+    /// `annal.hwm` is valid, or `annal.marks` is damaged before its last group.
     HwmUnreadable {
         path: PathBuf,
+        detail: String,
     },
     /// A stored value did not decode or check at open.
     Corrupt(Corruption),
@@ -89,11 +97,14 @@ impl fmt::Display for OpenError {
             OpenError::MigrationsPending { head, pending } => {
                 write!(f, "migrations pending: head {head}, pending {pending:?}; run `migrate up`")
             }
-            OpenError::RolledBack { detail } => write!(
+            OpenError::RolledBack { detail, .. } => write!(
                 f,
-                "database is older than its high-water mark ({detail}); refusing to open an old copy in place"
+                "database is behind or differs from its high-water mark ({detail}); \
+                 refusing to open an old copy or another history in place"
             ),
-            OpenError::HwmUnreadable { path } => write!(f, "{}: unreadable high-water mark", path.display()),
+            OpenError::HwmUnreadable { path, detail } => {
+                write!(f, "{}: unreadable high-water mark ({detail})", path.display())
+            }
             OpenError::Corrupt(c) => write!(f, "{c}"),
         }
     }

@@ -26,7 +26,7 @@ pub use error::{
     OpenError, ReadError, WriteError,
 };
 pub use index::{CatchUp, EventFields, EventLedger, Index};
-pub use maintenance::{BackupStats, CheckFailure, CheckReport, check, restore};
+pub use maintenance::{BackupProgress, BackupStats, CheckFailure, CheckReport, check, restore};
 pub use registry::{ApiKey, RegistryRefusal, Tenant, TenantStatus};
 pub use schema::{MIGRATION_STEPS, Migration, MigrationStatus, code_head};
 pub use store::{

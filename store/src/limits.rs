@@ -46,6 +46,15 @@ pub const MERKLE_STORED_LEVEL_MIN: u32 = 4;
 /// The high-water-mark file is fsynced at least every this many commits
 /// (and always on checkpoint and close); it is written after every commit.
 pub const HWM_FSYNC_COMMITS_MAX: u64 = 256;
+/// The ledger marks (`annal.marks`) are written as one group whenever the
+/// store-wide mark is fsynced, and also once this many ledgers changed since
+/// the last group: that bounds a group's size and the memory of the set.
+pub const MARK_DIRTY_LEDGERS_MAX: usize = 4096;
+/// The mark log is rewritten with one entry per ledger once it holds more
+/// than this many entries and more than twice the ledgers it marks, so it
+/// stays proportional to the ledgers (288 bytes each) and open reads it in
+/// O(ledgers).
+pub const MARK_LOG_ENTRIES_MIN: u64 = 4096;
 /// A ledger with at least this many appends in one group commit writes them
 /// straight to `records`; one with fewer (and any ledger with a tail) goes
 /// through the append log. Since tails are flushed as packed cursor runs, a

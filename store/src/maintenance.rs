@@ -5,15 +5,15 @@
 use std::path::{Path, PathBuf};
 
 use annal_chain::{CompactRange, Hash32, SignedCheckpoint, TrustedKey};
-use redb::{ReadableTable, TableDefinition};
+use redb::{ReadableTable, TableDefinition, TableHandle};
 
-use crate::error::{MaintenanceError, ReadError};
-use crate::hwm::{self, Hwm, Mark};
+use crate::error::{MaintenanceError, OpenError, ReadError};
+use crate::hwm::{self, LedgerMark, Mark};
 use crate::schema::{
     API_KEYS, CHECKPOINTS, IDEMPOTENCY, IDENTITY, LEDGER_NAMES, LEDGERS, LOG, META, META_RECORDS_TOTAL,
     MIGRATIONS, NODES, OUTBOX, RECORDS, TENANTS, WEBHOOKS,
 };
-use crate::store::{DB_FILE_NAME, OpenOptions, Store, decode_record};
+use crate::store::{DB_FILE_NAME, OpenOptions, Store, decode_record, key_of};
 use crate::tail::stored_values;
 use crate::tree::{append_leaf, stored_level, stored_node};
 
@@ -21,6 +21,16 @@ use crate::tree::{append_leaf, stored_level, stored_node};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BackupStats {
     pub records_total: u64,
+}
+
+/// How far a backup is: called after each of its bounded copying
+/// transactions committed, on the thread running the backup.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackupProgress {
+    /// The table being copied.
+    pub table: String,
+    /// Its rows copied so far.
+    pub rows: u64,
 }
 
 /// The first thing `check` found wrong.
@@ -72,6 +82,7 @@ fn copy_table<K, V>(
     src: &redb::ReadTransaction,
     dst: &redb::Database,
     def: TableDefinition<K, V>,
+    progress: &mut dyn FnMut(BackupProgress),
 ) -> Result<(), MaintenanceError>
 where
     K: redb::Key + 'static,
@@ -83,7 +94,9 @@ where
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
         Err(e) => return Err(db_err(e)),
     };
+    let table = def.name().to_owned();
     let mut rows = from.iter().map_err(db_err)?.peekable();
+    let mut copied = 0u64;
     loop {
         let mut txn = dst.begin_write().map_err(db_err)?;
         txn.set_durability(redb::Durability::None).map_err(|e| MaintenanceError::Database(e.to_string()))?;
@@ -92,9 +105,11 @@ where
             for entry in rows.by_ref().take(BACKUP_ROWS_PER_TXN) {
                 let (k, v) = entry.map_err(db_err)?;
                 to.insert(k.value(), v.value()).map_err(db_err)?;
+                copied += 1;
             }
         }
         txn.commit().map_err(db_err)?;
+        progress(BackupProgress { table: table.clone(), rows: copied });
         if rows.peek().is_none() {
             return Ok(());
         }
@@ -105,6 +120,22 @@ impl Store {
     /// Writes a consistent snapshot (database and high-water mark) into
     /// `dir`, which must be empty or absent. Appends continue meanwhile.
     pub fn backup(&self, dir: &Path) -> Result<BackupStats, MaintenanceError> {
+        self.backup_with_progress(dir, &mut |_| {})
+    }
+
+    /// [`Store::backup`], calling `progress` after each bounded copying
+    /// transaction. The backup reads one snapshot and never holds the
+    /// committer, so appends are acknowledged while it runs.
+    ///
+    /// The backup's high-water mark holds every ledger's head in the
+    /// snapshot and is flagged as a backup's: `restore` clears the flag,
+    /// and a data directory holding a flagged mark (a backup's files copied
+    /// over it) refuses to open.
+    pub fn backup_with_progress(
+        &self,
+        dir: &Path,
+        progress: &mut dyn FnMut(BackupProgress),
+    ) -> Result<BackupStats, MaintenanceError> {
         empty_dir(dir)?;
         let snap = self.snapshot()?;
         let records_total = {
@@ -113,29 +144,38 @@ impl Store {
         };
         let path = dir.join(DB_FILE_NAME);
         let dst = redb::Database::create(&path).map_err(db_err)?;
-        copy_table(&snap.txn, &dst, META)?;
-        copy_table(&snap.txn, &dst, MIGRATIONS)?;
-        copy_table(&snap.txn, &dst, LEDGERS)?;
-        copy_table(&snap.txn, &dst, LEDGER_NAMES)?;
-        copy_table(&snap.txn, &dst, RECORDS)?;
-        copy_table(&snap.txn, &dst, NODES)?;
-        copy_table(&snap.txn, &dst, CHECKPOINTS)?;
-        copy_table(&snap.txn, &dst, IDEMPOTENCY)?;
-        copy_table(&snap.txn, &dst, IDENTITY)?;
-        copy_table(&snap.txn, &dst, TENANTS)?;
-        copy_table(&snap.txn, &dst, API_KEYS)?;
-        copy_table(&snap.txn, &dst, WEBHOOKS)?;
-        copy_table(&snap.txn, &dst, OUTBOX)?;
-        copy_table(&snap.txn, &dst, LOG)?;
+        copy_table(&snap.txn, &dst, META, progress)?;
+        copy_table(&snap.txn, &dst, MIGRATIONS, progress)?;
+        copy_table(&snap.txn, &dst, LEDGERS, progress)?;
+        copy_table(&snap.txn, &dst, LEDGER_NAMES, progress)?;
+        copy_table(&snap.txn, &dst, RECORDS, progress)?;
+        copy_table(&snap.txn, &dst, NODES, progress)?;
+        copy_table(&snap.txn, &dst, CHECKPOINTS, progress)?;
+        copy_table(&snap.txn, &dst, IDEMPOTENCY, progress)?;
+        copy_table(&snap.txn, &dst, IDENTITY, progress)?;
+        copy_table(&snap.txn, &dst, TENANTS, progress)?;
+        copy_table(&snap.txn, &dst, API_KEYS, progress)?;
+        copy_table(&snap.txn, &dst, WEBHOOKS, progress)?;
+        copy_table(&snap.txn, &dst, OUTBOX, progress)?;
+        copy_table(&snap.txn, &dst, LOG, progress)?;
         // Durable, and with it every copying commit before it.
         let mut txn = dst.begin_write().map_err(db_err)?;
         txn.set_durability(redb::Durability::Immediate)
             .map_err(|e| MaintenanceError::Database(e.to_string()))?;
         txn.commit().map_err(db_err)?;
         drop(dst);
+        // The snapshot's heads (tails included): the copy's own history.
+        let marks: Vec<LedgerMark> = snap
+            .heads()?
+            .into_iter()
+            .filter(|h| h.next_seq > 0)
+            .map(|h| LedgerMark { key: key_of(&h.tenant, &h.ledger), size: h.next_seq, hash: h.head_hash })
+            .collect();
+        let log_path = dir.join(hwm::LOG_FILE_NAME);
+        hwm::write_log(&log_path, marks.iter()).map_err(io(&log_path))?;
         let hwm_path = dir.join(hwm::FILE_NAME);
-        Hwm::open(&hwm_path, Mark { generation: 0, records_total, checkpoint: None })
-            .map_err(io(&hwm_path))?;
+        let mark = Mark { generation: 0, records_total, checkpoint: None, from_backup: true };
+        hwm::write_mark(&hwm_path, mark).map_err(io(&hwm_path))?;
         hwm::sync_dir(dir).map_err(io(dir))?;
         Ok(BackupStats { records_total })
     }
@@ -282,14 +322,30 @@ pub fn restore(from: &Path, data_dir: &Path) -> Result<(), MaintenanceError> {
             error: std::io::Error::new(std::io::ErrorKind::NotFound, "no database in backup"),
         });
     }
+    // A backup's mark, readable, before anything is written.
+    let src_mark = from.join(hwm::FILE_NAME);
+    let mark = match hwm::read(&src_mark).map_err(io(&src_mark))? {
+        Some(None) => {
+            return Err(MaintenanceError::Open(OpenError::HwmUnreadable {
+                path: src_mark,
+                detail: "neither slot is valid".into(),
+            }));
+        }
+        other => other.flatten(),
+    };
     empty_dir(data_dir)?;
-    for name in [DB_FILE_NAME, hwm::FILE_NAME] {
+    for name in [DB_FILE_NAME, hwm::LOG_FILE_NAME] {
         let (src, dst): (PathBuf, PathBuf) = (from.join(name), data_dir.join(name));
         if !src.exists() {
             continue;
         }
         std::fs::copy(&src, &dst).map_err(io(&dst))?;
         std::fs::File::open(&dst).and_then(|f| f.sync_all()).map_err(io(&dst))?;
+    }
+    // The copy's mark, no longer a backup's: this directory may be opened.
+    if let Some(mark) = mark {
+        let dst = data_dir.join(hwm::FILE_NAME);
+        hwm::write_mark(&dst, Mark { generation: 0, from_backup: false, ..mark }).map_err(io(&dst))?;
     }
     hwm::sync_dir(data_dir).map_err(io(data_dir))?;
     Ok(())

@@ -190,6 +190,17 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    pub(crate) fn new(db: redb::Database, tails: Tails) -> Shared {
+        Shared {
+            db,
+            failed_flag: AtomicBool::new(false),
+            failed: Mutex::new(None),
+            tails: RwLock::new(Arc::new(tails)),
+            // Each store counts from its own base, 2^40 apart.
+            commits: AtomicU64::new(STORES_OPENED.fetch_add(1, Ordering::Relaxed) << 40),
+        }
+    }
+
     /// Enters the failed state; the first reason is kept.
     pub(crate) fn fail(&self, reason: String) {
         let mut f = self.failed.lock().unwrap_or_else(PoisonError::into_inner);
@@ -273,25 +284,41 @@ impl Store {
             return Err(OpenError::HeadMismatch { expected, actual: status.head });
         }
         let (records_total, next_ledger_id) = read_meta(&db)?;
+        let recovered = crate::tail::recover(&db)?;
         let hwm_path = data_dir.join(hwm::FILE_NAME);
         let mark = match hwm::read(&hwm_path).map_err(io_err(&hwm_path))? {
-            None => Mark { generation: 0, records_total, checkpoint: None },
-            Some(None) => return Err(OpenError::HwmUnreadable { path: hwm_path }),
+            None => Mark { generation: 0, records_total, checkpoint: None, from_backup: false },
+            Some(None) => {
+                return Err(OpenError::HwmUnreadable {
+                    path: hwm_path,
+                    detail: "neither slot is valid".into(),
+                });
+            }
+            Some(Some(mark)) if mark.from_backup => {
+                return Err(OpenError::RolledBack {
+                    ledger: None,
+                    detail: "its high-water mark is a backup's: the files were copied from a backup; \
+                        restore a backup with `restore` into an empty directory"
+                        .into(),
+                });
+            }
             Some(Some(mark)) => {
                 guard(&db, &mark, records_total)?;
                 Mark { records_total, ..mark }
             }
         };
-        let hwm = Hwm::open(&hwm_path, mark).map_err(io_err(&hwm_path))?;
-        let recovered = crate::tail::recover(&db)?;
-        let shared = Arc::new(Shared {
-            db,
-            failed_flag: AtomicBool::new(false),
-            failed: Mutex::new(None),
-            tails: RwLock::new(Arc::new(recovered.tails.clone())),
-            // Each store counts from its own base, 2^40 apart.
-            commits: AtomicU64::new(STORES_OPENED.fetch_add(1, Ordering::Relaxed) << 40),
-        });
+        let log_path = data_dir.join(hwm::LOG_FILE_NAME);
+        let log = hwm::read_log(&log_path).map_err(|e| match e {
+            hwm::LogError::Io(error) => OpenError::Io { path: log_path.clone(), error },
+            hwm::LogError::Corrupt(detail) => OpenError::HwmUnreadable { path: log_path.clone(), detail },
+        })?;
+        let verified = match &log {
+            Some(read) => guard_ledgers(&db, &recovered.tails, &read.marks)?,
+            None => HashMap::new(),
+        };
+        let ledgers = hwm::LedgerMarks::open(&log_path, verified, log.as_ref()).map_err(io_err(&log_path))?;
+        let hwm = Hwm::open(&hwm_path, mark, ledgers).map_err(io_err(&hwm_path))?;
+        let shared = Arc::new(Shared::new(db, recovered.tails.clone()));
         let (tx, rx) = sync_channel(QUEUE_DEPTH_MAX);
         let (acks, acker) = crate::committer::spawn_acker().map_err(io_err(data_dir))?;
         let committer = Committer {
@@ -647,10 +674,11 @@ fn read_meta(db: &redb::Database) -> Result<(u64, u64), OpenError> {
     Ok((get(META_RECORDS_TOTAL)?, get(META_NEXT_LEDGER_ID)?))
 }
 
-/// Refuses a database behind its high-water mark.
+/// Refuses a database behind its store-wide high-water mark.
 fn guard(db: &redb::Database, mark: &Mark, records_total: u64) -> Result<(), OpenError> {
     if records_total < mark.records_total {
         return Err(OpenError::RolledBack {
+            ledger: None,
             detail: format!(
                 "database holds {records_total} records, {} were acknowledged",
                 mark.records_total
@@ -667,11 +695,81 @@ fn guard(db: &redb::Database, mark: &Mark, records_total: u64) -> Result<(), Ope
             .is_some_and(|c| c.checkpoint.size == size && c.checkpoint.root.as_bytes() == &root);
         if !matches {
             return Err(OpenError::RolledBack {
+                ledger: None,
                 detail: format!("the last checkpoint (ledger id {id}, size {size}) is missing or differs"),
             });
         }
     }
     Ok(())
+}
+
+fn short_hex(hash: &[u8; 32]) -> String {
+    schema::hex(&hash[..8])
+}
+
+/// Refuses a database in which a marked ledger has fewer records than its
+/// mark, or another record at the marked seq (so another history: the
+/// record hash pins every record before it). One ledger row and one record
+/// lookup per ledger marked. Returns the marks by the database's ledger ids.
+fn guard_ledgers(
+    db: &redb::Database,
+    tails: &Tails,
+    marks: &[hwm::LedgerMark],
+) -> Result<HashMap<u64, hwm::LedgerMark>, OpenError> {
+    let e = |e: redb::Error| OpenError::Database(e.to_string());
+    let txn = db.begin_read().map_err(|x| e(x.into()))?;
+    let ledgers = txn.open_table(LEDGERS).map_err(|x| e(x.into()))?;
+    let records = txn.open_table(RECORDS).map_err(|x| e(x.into()))?;
+    let mut out = HashMap::with_capacity(marks.len());
+    for mark in marks {
+        let seq = mark.size - 1;
+        let refuse = |has: String| OpenError::RolledBack {
+            ledger: Some(mark.key.clone()),
+            detail: format!(
+                "ledger {}: the mark holds seq {seq} with record hash {}, {has}",
+                mark.key,
+                short_hex(&mark.hash)
+            ),
+        };
+        let tail = tails.get(&mark.key);
+        let head = match tail {
+            Some(t) => t.head.clone(),
+            None => match ledgers.get(mark.key.as_str()).map_err(|x| e(x.into()))? {
+                Some(row) => codec::decode::<StoredHead>(row.value()).map_err(|_| {
+                    let (tenant, ledger) = mark.key.split_once('/').unwrap_or((&mark.key, ""));
+                    OpenError::Corrupt(Corruption {
+                        tenant: tenant.into(),
+                        ledger: ledger.into(),
+                        seq: None,
+                        what: "ledger row does not decode",
+                    })
+                })?,
+                None => return Err(refuse("the database has no such ledger".into())),
+            },
+        };
+        if head.next_seq < mark.size {
+            return Err(refuse(format!("the database has {} records", head.next_seq)));
+        }
+        let stored = match tail.and_then(|t| t.get(seq)) {
+            Some(v) => codec::peek_hash(v),
+            None => records
+                .get((head.id, seq))
+                .map_err(|x| e(x.into()))?
+                .and_then(|v| codec::peek_hash(v.value())),
+        };
+        match stored {
+            Some(h) if h == mark.hash => {}
+            Some(h) => {
+                return Err(refuse(format!(
+                    "the database's record {seq} has hash {} (another history)",
+                    short_hex(&h)
+                )));
+            }
+            None => return Err(refuse(format!("the database has no record {seq} below its head"))),
+        }
+        out.insert(head.id, mark.clone());
+    }
+    Ok(out)
 }
 
 /// One consistent read view.
