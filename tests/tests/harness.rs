@@ -306,3 +306,23 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
         data = &data[size + 2..];
     }
 }
+
+/// Reads one HTTP/1.1 response from a connection that stays open: the head,
+/// then exactly `Content-Length` body bytes (bounded waits).
+pub fn read_one_reply(stream: &mut TcpStream) -> Reply {
+    stream.set_read_timeout(Some(PROCESS_WAIT_MAX)).expect("timeout");
+    let mut raw = Vec::new();
+    let mut byte = [0u8; 1];
+    while !raw.ends_with(b"\r\n\r\n") {
+        assert!(raw.len() < 64 * 1024, "response head too long");
+        match stream.read(&mut byte).expect("read response head") {
+            0 => panic!("connection closed after {:?}", String::from_utf8_lossy(&raw)),
+            _ => raw.push(byte[0]),
+        }
+    }
+    let head = parse_response(&raw);
+    let length: usize = head.header("content-length").and_then(|v| v.parse().ok()).expect("Content-Length");
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).expect("read response body");
+    Reply { body, ..head }
+}
