@@ -303,3 +303,44 @@ pub async fn run(
     }
     log::info!("event worker stopped");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn denial() -> Event {
+        Event {
+            kind: Kind::Denial,
+            code: "auth.invalid_key",
+            status: 401,
+            request_id: "r-1".to_owned(),
+            tenant: None,
+            key_id: None,
+            method: "GET".to_owned(),
+            route: "GET /v1/ledgers/{ledger}/records".to_owned(),
+            time_ms: 0,
+            detail: None,
+        }
+    }
+
+    /// With nobody draining the queue (and a budget that admits everything),
+    /// exactly the events past its depth are dropped, and each is counted.
+    #[test]
+    fn a_full_queue_drops_and_counts_what_does_not_fit() {
+        let check = |sent: usize, queued: usize, dropped: u64| {
+            let (events, rx) = Events::new(&EventsConfig { burst: 1_000_000, per_s: 1 });
+            for _ in 0..sent {
+                events.record(denial());
+            }
+            assert_eq!(
+                (rx.len(), events.dropped(), events.suppressed()),
+                (queued, dropped, 0),
+                "sent {sent}"
+            );
+        };
+        let depth = EVENT_QUEUE_DEPTH_MAX;
+        check(1, 1, 0);
+        check(depth, depth, 0);
+        check(depth + 3, depth, 3);
+    }
+}
