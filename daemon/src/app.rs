@@ -287,9 +287,10 @@ fn load_admin(file: Option<&Path>, data_dir: &Path, dev: bool) -> Result<SecretD
                 let key = auth::generate_admin_key().map_err(|e| StartError::Config(e.to_string()))?;
                 keys::write_secret_text(&path, &key)
                     .map_err(|e| StartError::Config(format!("admin key: {e}")))?;
-                // The location, once; never the value.
-                log::warn!(
-                    "development: generated admin key at {} (use it as the Bearer token)",
+                // The location, once; never the value. Printed rather than
+                // logged: whoever started annald needs it whatever RUST_LOG says.
+                eprintln!(
+                    "annald: development: generated admin key at {} (use it as the Bearer token)",
                     path.display()
                 );
             }

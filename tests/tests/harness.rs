@@ -307,6 +307,74 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
     }
 }
 
+/// Where `annald serve` listens when given no config and no flags.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
+
+impl Daemon {
+    /// Starts plain `annald serve` (no config, no flags, no `ANNAL_*`,
+    /// `RUST_LOG` or credentials from the caller, only `env`) in `cwd`, so the
+    /// embedded defaults apply: data in `<cwd>/annal-data` (not `data_dir()`),
+    /// listening on `DEFAULT_LISTEN`. Standard output and error both go to
+    /// the log. It is up once the port takes connections, which works at any
+    /// log level; `Err` if it exits first.
+    pub fn launch_with_defaults(cwd: &Path, env: &[(&str, &str)]) -> Result<Daemon, Exited> {
+        let mut cmd = Command::new(annald());
+        cmd.arg("serve").current_dir(cwd);
+        for name in [
+            "ANNAL_ENVIRONMENT",
+            "ANNAL_LISTEN",
+            "ANNAL_DATA_DIR",
+            "ANNAL_MIGRATIONS_EXPECTED_HEAD",
+            "CREDENTIALS_DIRECTORY",
+            "NOTIFY_SOCKET",
+            "RUST_LOG",
+        ] {
+            cmd.env_remove(name);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn annald");
+        let log = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let outputs: [Box<dyn Read + Send>; 2] = [
+            Box::new(child.stdout.take().expect("stdout piped")),
+            Box::new(child.stderr.take().expect("stderr piped")),
+        ];
+        let readers: Vec<_> = outputs
+            .into_iter()
+            .map(|out| {
+                let sink = log.clone();
+                std::thread::spawn(move || {
+                    for line in BufReader::new(out).lines() {
+                        let Ok(line) = line else { break };
+                        sink.lock().expect("log lock").push(line);
+                    }
+                })
+            })
+            .collect();
+        let addr: SocketAddr = DEFAULT_LISTEN.parse().expect("address");
+        let deadline = std::time::Instant::now() + PROCESS_WAIT_MAX;
+        loop {
+            if TcpStream::connect(addr).is_ok() {
+                return Ok(Daemon { child, addr, root: cwd.to_path_buf(), _owned: None, log });
+            }
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                for reader in readers {
+                    let _ = reader.join();
+                }
+                let log = log.lock().expect("log lock").clone();
+                return Err(Exited { status, log });
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("annald did not listen on {addr}; log: {:?}", log.lock().expect("log lock"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 /// Reads one HTTP/1.1 response from a connection that stays open: the head,
 /// then exactly `Content-Length` body bytes (bounded waits).
 pub fn read_one_reply(stream: &mut TcpStream) -> Reply {

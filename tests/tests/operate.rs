@@ -4,7 +4,8 @@
 //! migration status and mismatch, signing-key rotation that keeps history
 //! verifiable, redeploy with the same key, an undelegated key that is never
 //! ready and signs nothing, admin key rotation, production refusals (one per
-//! reason), and workers switched off. Method: the real binaries, a fake
+//! reason), workers switched off, and the README's first command: plain
+//! `annald serve` on the embedded defaults. Method: the real binaries, a fake
 //! NOTIFY_SOCKET, restarts on one data directory.
 
 use std::os::unix::fs::PermissionsExt as _;
@@ -15,7 +16,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::harness::{Daemon, annal_verify, run_annald as run};
+use crate::harness::{DEFAULT_LISTEN, Daemon, annal_verify, run_annald as run};
 
 fn secret(path: &Path, text: &str) {
     std::fs::write(path, format!("{text}\n")).expect("write secret");
@@ -547,4 +548,60 @@ fn the_anchoring_worker_signs_on_its_cadence() {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// The README's first command: `annald serve` with no config and no flags,
+/// in development, listens on 127.0.0.1:7878, creates `./annal-data` with a
+/// dev admin key and a dev signing key (mode 0600), and prints the admin
+/// key's location once (even under RUST_LOG=error), never its value; a second
+/// start on the same directory prints no location and reuses both keys.
+#[test]
+fn plain_serve_uses_the_embedded_defaults() {
+    // CI machines are fresh: a taken port is a broken machine, not a pass.
+    let port_free = std::net::TcpListener::bind(DEFAULT_LISTEN);
+    assert!(port_free.is_ok(), "this test needs {DEFAULT_LISTEN} free (the embedded default): {port_free:?}");
+    drop(port_free);
+    let location = "generated admin key at ./annal-data/dev-admin.key";
+    let stop = |mut d: Daemon| -> String {
+        d.signal("TERM");
+        assert_eq!(d.wait().code(), Some(0), "{:?}", d.log());
+        d.log().join("\n")
+    };
+
+    let cwd = tempfile::tempdir().expect("temp dir");
+    let d = Daemon::launch_with_defaults(cwd.path(), &[]).expect("starts on the defaults");
+    assert_eq!(d.addr.to_string(), DEFAULT_LISTEN);
+    assert_eq!(d.get("/health").status, 200);
+    assert_eq!(ready(&d).0, 200, "{}", ready(&d).1);
+    let data = cwd.path().join("annal-data");
+    let read_key = |name: &str| {
+        let path = data.join(name);
+        let mode = std::fs::metadata(&path).expect(name).permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{name} is readable by its owner only");
+        std::fs::read_to_string(&path).expect(name)
+    };
+    let (admin, signing) = (read_key("dev-admin.key"), read_key("dev-signing.key"));
+    let admin = admin.trim();
+    assert_eq!(d.call("GET", "/admin/v1/tenants", admin, None).status, 200);
+    let first = stop(d);
+    assert_eq!(first.matches(location).count(), 1, "{first}");
+    assert!(first.contains("listening on 127.0.0.1:7878"), "{first}");
+    assert!(first.contains("data_dir=./annal-data"), "{first}");
+    assert!(!first.contains(admin), "the admin key's value was printed");
+
+    let d = Daemon::launch_with_defaults(cwd.path(), &[]).expect("restarts on the same directory");
+    assert_eq!(d.call("GET", "/admin/v1/tenants", admin, None).status, 200, "the admin key is reused");
+    let second = stop(d);
+    assert!(!second.contains("generated admin key"), "the location is printed once: {second}");
+    assert!(!second.contains("generated signing key"), "{second}");
+    assert_eq!((read_key("dev-admin.key").trim(), read_key("dev-signing.key")), (admin, signing));
+    let signer = |log: &str| log.split("signer=").nth(1).and_then(|s| s.split(' ').next()).map(str::to_owned);
+    assert_eq!(signer(&first), signer(&second), "the same signing key");
+    assert!(!second.contains(admin), "the admin key's value was printed");
+
+    // The location is printed, not logged: RUST_LOG=error does not hide it.
+    let quiet = tempfile::tempdir().expect("temp dir");
+    let d = Daemon::launch_with_defaults(quiet.path(), &[("RUST_LOG", "error")]).expect("starts");
+    let quiet_log = stop(d);
+    assert!(quiet_log.contains(location), "{quiet_log}");
 }
