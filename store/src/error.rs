@@ -48,9 +48,12 @@ pub enum OpenError {
         expected: String,
         actual: String,
     },
-    /// The schema head is not the one the caller requires.
+    /// The schema head is not the one the caller requires; nothing was
+    /// applied.
     HeadMismatch {
         expected: u32,
+        /// The database's head, or the head it would have after the pending
+        /// steps the open would apply.
         actual: u32,
     },
     /// Steps are pending and the caller did not ask to apply them.

@@ -117,8 +117,10 @@ pub struct ExportStats {
 /// How to open.
 #[derive(Debug)]
 pub struct OpenOptions {
-    /// Refuse to open unless the schema head is exactly this (after applying
-    /// pending steps, if allowed).
+    /// Refuse to open unless the schema head is exactly this: the head the
+    /// database has, or, with `apply_pending_migrations`, the head it would
+    /// have after the pending steps. Compared before any step is applied,
+    /// so a refused open leaves the database as it was.
     pub expected_head: Option<u32>,
     /// Apply pending migration steps at open; otherwise pending steps refuse.
     pub apply_pending_migrations: bool,
@@ -271,17 +273,20 @@ impl Store {
             Some(b) => redb::Builder::new().create_with_backend(DynBackend(b)).map_err(db_err)?,
             None => redb::Database::create(data_dir.join(DB_FILE_NAME)).map_err(db_err)?,
         };
-        let mut status = schema::status(&db)?;
-        if !status.pending.is_empty() {
-            if !options.apply_pending_migrations {
-                return Err(OpenError::MigrationsPending { head: status.head, pending: status.pending });
-            }
-            status = schema::up(&db)?;
+        // The head is compared before anything is applied: a mismatch
+        // leaves the database exactly as it was.
+        let status = schema::status(&db)?;
+        if !status.pending.is_empty() && !options.apply_pending_migrations {
+            return Err(OpenError::MigrationsPending { head: status.head, pending: status.pending });
         }
+        let head_after = status.pending.last().copied().unwrap_or(status.head);
         if let Some(expected) = options.expected_head
-            && expected != status.head
+            && expected != head_after
         {
-            return Err(OpenError::HeadMismatch { expected, actual: status.head });
+            return Err(OpenError::HeadMismatch { expected, actual: head_after });
+        }
+        if !status.pending.is_empty() {
+            schema::up(&db)?;
         }
         let (records_total, next_ledger_id) = read_meta(&db)?;
         let recovered = crate::tail::recover(&db)?;

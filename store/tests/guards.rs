@@ -335,6 +335,63 @@ fn migrations_are_checked_at_open() {
     assert_eq!(annal_store::migrate_up(fresh.path()).unwrap().head, head);
 }
 
+/// The expected head is compared before pending steps are applied: a
+/// database one step behind, opened to apply it but expecting its current
+/// head, is refused and left exactly as it was (same status, same tables);
+/// expecting the head it would reach, it opens and migrates.
+#[test]
+fn a_refused_head_leaves_the_database_unmigrated() {
+    use redb::{ReadableDatabase, TableHandle};
+    const MIGRATIONS: redb::TableDefinition<u32, &[u8]> = redb::TableDefinition::new("schema_migrations");
+    const BY_END: redb::TableDefinition<(u64, u64, u8), [u8; 32]> =
+        redb::TableDefinition::new("merkle_nodes_by_end");
+    const BY_LEVEL: redb::TableDefinition<(u64, u8, u64), [u8; 32]> =
+        redb::TableDefinition::new("merkle_nodes");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(annal_store::DB_FILE_NAME);
+    let head = annal_store::code_head();
+    append_and_close(dir.path(), 0..3);
+    // Back to the layout before the last step (no nodes: fewer than 16 records).
+    {
+        let db = redb::Database::open(&path).unwrap();
+        let mut txn = db.begin_write().unwrap();
+        txn.set_durability(redb::Durability::Immediate).unwrap();
+        txn.open_table(MIGRATIONS).unwrap().remove(head).unwrap();
+        txn.delete_table(BY_END).unwrap();
+        txn.open_table(BY_LEVEL).unwrap();
+        txn.commit().unwrap();
+    }
+    let tables = || -> Vec<String> {
+        let db = redb::Database::open(&path).unwrap();
+        let txn = db.begin_read().unwrap();
+        txn.list_tables().unwrap().map(|t| t.name().to_owned()).collect()
+    };
+    let status = annal_store::migration_status(dir.path()).unwrap();
+    assert_eq!((status.head, status.pending.clone()), (head - 1, vec![head]));
+    let layout = tables();
+    assert!(layout.iter().any(|t| t == "merkle_nodes"), "{layout:?}");
+    for apply_pending_migrations in [true, false] {
+        let options =
+            OpenOptions { expected_head: Some(head - 1), apply_pending_migrations, ..OpenOptions::default() };
+        let err = Store::open(dir.path(), options).unwrap_err();
+        match (apply_pending_migrations, &err) {
+            (true, OpenError::HeadMismatch { expected, actual }) => {
+                assert_eq!((*expected, *actual), (head - 1, head), "{err}");
+            }
+            (false, OpenError::MigrationsPending { head: h, pending }) => {
+                assert_eq!((*h, pending.clone()), (head - 1, vec![head]));
+            }
+            _ => panic!("{err}"),
+        }
+        assert_eq!(annal_store::migration_status(dir.path()).unwrap(), status, "nothing applied");
+        assert_eq!(tables(), layout, "no table changed");
+    }
+    let s =
+        Store::open(dir.path(), OpenOptions { expected_head: Some(head), ..OpenOptions::default() }).unwrap();
+    assert_eq!(s.migration_status().unwrap().head, head);
+    assert_eq!(s.ledger_state(&tenant("acme"), &ledger("orders")).unwrap().unwrap().size, 3);
+}
+
 /// Migration 4 re-keys the Merkle nodes by the seq their subtree ends at. A
 /// database in the layout before it (made here from a current one by the
 /// inverse mapping) migrates to exactly the current layout, and proofs and
