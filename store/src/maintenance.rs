@@ -4,7 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
-use annal_chain::{CompactRange, Hash32, SignedCheckpoint, TrustedKey};
+use annal_chain::{
+    CompactRange, Hash32, IdentityLogEntry, SignedCheckpoint, TrustedKey, verify_identity_log,
+    write_identity_log,
+};
 use redb::{ReadableTable, TableDefinition, TableHandle};
 
 use crate::error::{MaintenanceError, OpenError, ReadError};
@@ -180,18 +183,87 @@ impl Store {
         Ok(BackupStats { records_total })
     }
 
-    /// Re-verifies every record hash, chain link, stored Merkle node, ledger
-    /// head, and every checkpoint's root and signature. Signatures are checked
-    /// against `trusted`, or when that is empty against the identity log.
-    /// Stops at the first failure.
-    pub fn check(&self, trusted: &[TrustedKey]) -> Result<CheckReport, ReadError> {
-        let keys: Vec<TrustedKey> = if trusted.is_empty() {
-            self.identity_log()?.into_iter().map(|e| TrustedKey::from_public(e.public)).collect()
+    /// The keys `check` trusts for checkpoint signatures: `trusted`, and
+    /// the keys the identity log proves. The log must verify as a chain
+    /// (`annal_chain::verify_identity_log`: a genesis entry, then rotations
+    /// signed by the old and the new key) from its genesis key, which must
+    /// be one of `trusted` when any are given; with none given, the stored
+    /// genesis is the root (as good as the database: an auditor passes the
+    /// key). `Ok(Err)` is a check failure.
+    fn trusted_keys(
+        &self,
+        trusted: &[TrustedKey],
+    ) -> Result<Result<Vec<TrustedKey>, CheckFailure>, ReadError> {
+        let fail = |seq: Option<u64>, what: String| CheckFailure {
+            tenant: String::new(),
+            ledger: "identity".into(),
+            seq,
+            what,
+        };
+        let log = match self.identity_log() {
+            Ok(log) => log,
+            Err(ReadError::Corrupt(c)) => return Ok(Err(fail(c.seq, c.what.into()))),
+            Err(e) => return Err(e),
+        };
+        let Some(first) = log.first() else { return Ok(Ok(trusted.to_vec())) };
+        let mut entries = Vec::with_capacity(log.len());
+        for e in &log {
+            let Some(key) = TrustedKey::named(&e.key_name, e.public).and_then(|k| k.vkey()) else {
+                return Ok(Err(fail(
+                    Some(e.seq),
+                    "identity log entry has an invalid key name or key".into(),
+                )));
+            };
+            entries.push(IdentityLogEntry {
+                seq: e.seq,
+                key,
+                timestamp_ms: e.timestamp_ms,
+                statement: e.statement.clone(),
+            });
+        }
+        let genesis = TrustedKey::named(&first.key_name, first.public).expect("checked above");
+        let root = if trusted.is_empty() {
+            genesis
         } else {
-            trusted.to_vec()
+            match trusted.iter().find(|k| k.public() == genesis.public()) {
+                Some(k) => k.clone(),
+                None => {
+                    return Ok(Err(fail(
+                        Some(first.seq),
+                        "the identity log's genesis key is not one of the trusted keys".into(),
+                    )));
+                }
+            }
+        };
+        let mut bytes = Vec::new();
+        write_identity_log(&mut bytes, &entries);
+        match verify_identity_log(&bytes, &root) {
+            Ok(proved) => Ok(Ok(trusted.iter().cloned().chain(proved).collect())),
+            Err(f) => Ok(Err(fail(
+                Some(f.index),
+                format!(
+                    "identity log does not verify ({}): only keys it proves are trusted",
+                    f.reason.as_str()
+                ),
+            ))),
+        }
+    }
+
+    /// Re-verifies the identity log, every record hash, chain link, stored
+    /// Merkle node, ledger head, and every checkpoint's root and signature.
+    /// Signatures are checked against `trusted` and the keys the identity
+    /// log proves from its genesis (which must be one of `trusted` when any
+    /// are given). Stops at the first failure.
+    pub fn check(&self, trusted: &[TrustedKey]) -> Result<CheckReport, ReadError> {
+        let mut report = CheckReport { ledgers: 0, records: 0, checkpoints: 0, failure: None };
+        let keys = match self.trusted_keys(trusted)? {
+            Ok(keys) => keys,
+            Err(failure) => {
+                report.failure = Some(failure);
+                return Ok(report);
+            }
         };
         let snap = self.snapshot()?;
-        let mut report = CheckReport { ledgers: 0, records: 0, checkpoints: 0, failure: None };
         let records = snap.txn.open_table(RECORDS).map_err(|e| self.storage(e))?;
         let nodes = snap.txn.open_table(NODES).map_err(|e| self.storage(e))?;
         let cps = snap.txn.open_table(CHECKPOINTS).map_err(|e| self.storage(e))?;

@@ -189,6 +189,135 @@ fn checkpoint_refusals_keep_history_consistent() {
     assert_eq!(s.check(&[]).unwrap().failure, None);
 }
 
+/// How an identity-log entry is stated (`identity_log_check`).
+#[derive(Clone, Copy, Debug)]
+enum Statement {
+    Genesis,
+    /// A rotation from the previous entry's key, signed by the old key
+    /// and/or the new one.
+    Rotation {
+        old_signs: bool,
+        new_signs: bool,
+    },
+}
+
+/// `check`'s first failure as (ledger, seq, what).
+type Found = Option<(String, Option<u64>, String)>;
+
+/// A store with acme/orders (8 records, a checkpoint signed by `cp_seed`'s
+/// key) and an identity log of `(key seed, statement)`; `check(trusted)`'s
+/// failure as (ledger, seq, what).
+fn identity_log_check(log: &[(u8, Statement)], cp_seed: u8, trusted: &[u8]) -> Found {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    for i in 0..8 {
+        append(&s, request("acme", "orders", i, &[i as u8], vec![]));
+    }
+    let st = s.ledger_state(&tenant("acme"), &ledger("orders")).unwrap().unwrap();
+    let note = Checkpoint::new(origin("acme", "orders"), st.size, st.root).sign(&test_signer(LOG, cp_seed));
+    s.store_checkpoint(CheckpointRequest { tenant: tenant("acme"), ledger: ledger("orders"), note })
+        .wait()
+        .unwrap()
+        .unwrap();
+    for (seq, (seed, statement)) in log.iter().enumerate() {
+        let new = test_signer(LOG, *seed);
+        let statement = match statement {
+            Statement::Genesis => annal_chain::GENESIS_STATEMENT.to_owned(),
+            Statement::Rotation { old_signs, new_signs } => {
+                let old = test_signer(LOG, log[seq - 1].0);
+                let text = annal_chain::rotation_text(seq as u64, &old.vkey(), &new.vkey());
+                let mut note = if *old_signs { old.sign_text(&text) } else { new.sign_text(&text) };
+                if *old_signs && *new_signs {
+                    new.cosign(&mut note);
+                }
+                note.to_string()
+            }
+        };
+        let entry = IdentityEntry {
+            seq: seq as u64,
+            key_name: LOG.into(),
+            public: new.public(),
+            timestamp_ms: seq as u64,
+            statement,
+        };
+        assert_eq!(s.append_identity(entry).wait().unwrap(), Ok(seq as u64), "the store takes any entry");
+    }
+    let trusted: Vec<_> = trusted.iter().map(|seed| test_signer(LOG, *seed).trusted_key()).collect();
+    s.check(&trusted).unwrap().failure.map(|f| (f.ledger, f.seq, f.what))
+}
+
+/// `check` trusts only the keys the identity log proves: its genesis (one
+/// of the given keys, when any are given) and rotations signed by the old
+/// and the new key. An entry appended without a valid rotation signature
+/// fails the check, naming the entry; so does a genesis that is not trusted.
+#[test]
+fn check_verifies_the_identity_log() {
+    use Statement::*;
+    let both = Rotation { old_signs: true, new_signs: true };
+    let identity = |seq: u64, what: &str| Some(("identity".to_owned(), Some(seq), what.to_owned()));
+    // (what, identity log, checkpoint signer, trusted keys, expected failure)
+    type Case<'a> = (&'a str, &'a [(u8, Statement)], u8, &'a [u8], Found);
+    let cases: &[Case] = &[
+        ("genesis signs", &[(1, Genesis)], 1, &[], None),
+        ("genesis given and signs", &[(1, Genesis)], 1, &[1], None),
+        ("rotated key signs", &[(1, Genesis), (2, both)], 2, &[], None),
+        ("rotated key signs, genesis given", &[(1, Genesis), (2, both)], 2, &[1], None),
+        (
+            "an entry only its own key signed",
+            &[(1, Genesis), (3, Rotation { old_signs: false, new_signs: true })],
+            3,
+            &[],
+            identity(1, "identity log does not verify (unknown_signer)"),
+        ),
+        (
+            "an entry the new key never signed",
+            &[(1, Genesis), (3, Rotation { old_signs: true, new_signs: false })],
+            3,
+            &[],
+            identity(1, "identity log does not verify (unknown_signer)"),
+        ),
+        (
+            "a second genesis",
+            &[(1, Genesis), (3, Genesis)],
+            3,
+            &[],
+            identity(1, "identity log does not verify (malformed)"),
+        ),
+        (
+            "a genesis that is not trusted",
+            &[(1, Genesis)],
+            1,
+            &[4],
+            identity(0, "the identity log's genesis key is not one of the trusted keys"),
+        ),
+        (
+            "a checkpoint by a key the log never proved",
+            &[(1, Genesis)],
+            5,
+            &[],
+            Some(("orders".into(), Some(8), "checkpoint signature does not verify".into())),
+        ),
+        ("no identity log, the signer given", &[], 1, &[1], None),
+        (
+            "no identity log, nothing given",
+            &[],
+            1,
+            &[],
+            Some(("orders".into(), Some(8), "checkpoint signature does not verify".into())),
+        ),
+    ];
+    for (what, log, cp_seed, trusted, expected) in cases {
+        let got = identity_log_check(log, *cp_seed, trusted);
+        match (&got, expected) {
+            (Some((l, seq, why)), Some((want_l, want_seq, want_why))) => {
+                assert_eq!((l, seq), (want_l, want_seq), "{what}: {why}");
+                assert!(why.starts_with(want_why.as_str()), "{what}: {why}");
+            }
+            _ => assert_eq!(&got, expected, "{what}"),
+        }
+    }
+}
+
 /// `unanchored` lists exactly the ledgers with records past their last
 /// checkpoint, with the state `ledger_state` gives (logged and direct
 /// ledgers alike), and `commits` moves with every commit and only then.
