@@ -827,6 +827,155 @@ fn identity(entry: IdentityEntry, t: &mut Tables<'_>) -> Result<IdentityResult, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Shared;
+    use annal_chain::{LedgerName, TenantId};
+    use redb::ReadableDatabase;
+
+    /// A committer over a fresh database in `dir`, as `Store::open` builds
+    /// one, driven by hand (no thread); the sender keeps its queue open.
+    fn committer(dir: &std::path::Path) -> (Committer, std::sync::mpsc::SyncSender<Command>) {
+        let db = redb::Database::create(dir.join("t.redb")).expect("db");
+        crate::schema::up(&db).expect("schema");
+        let marks =
+            crate::hwm::LedgerMarks::open(&dir.join("annal.marks"), HashMap::new(), None).expect("marks");
+        let hwm = Hwm::open(&dir.join("annal.hwm"), crate::hwm::Mark::default(), marks).expect("hwm");
+        let (tx, rx) = std::sync::mpsc::sync_channel(crate::limits::QUEUE_DEPTH_MAX);
+        let (acks, _acker) = spawn_acker().expect("acker");
+        let c = Committer {
+            shared: Arc::new(Shared::new(db, Tails::new())),
+            rx,
+            acks,
+            heads: HashMap::new(),
+            records_total: 0,
+            next_ledger_id: 1,
+            hwm,
+            last_batch_writes: 1,
+            linger: Duration::ZERO,
+            tails: Tails::new(),
+            tail_records: 0,
+            tail_bytes: 0,
+            log_next: 0,
+            commits_since_flush: 0,
+            ledgers_per_tenant_max: u64::MAX,
+            ledger_counts: HashMap::new(),
+        };
+        (c, tx)
+    }
+
+    fn append_cmd(ledger: &str, ts: u64, key: Option<&str>) -> (Command, crate::Ticket<AppendResult>) {
+        let (reply, ticket) = crate::ticket::pair();
+        let req = AppendRequest {
+            tenant: TenantId::new("acme").unwrap(),
+            ledger: LedgerName::new(ledger).unwrap(),
+            position: Position::Next,
+            timestamp_ms: ts,
+            content_type: "text/plain".into(),
+            payload: format!("{ledger} {ts}").into_bytes(),
+            parents: Vec::new(),
+            idempotency_key: key.map(str::to_owned),
+        };
+        (Command::Append(prepare(req), reply), ticket)
+    }
+
+    /// Every row of the tables an append writes, as text.
+    fn dump(db: &redb::Database) -> Vec<String> {
+        let txn = db.begin_read().unwrap();
+        let mut out = Vec::new();
+        macro_rules! rows {
+            ($def:expr) => {
+                for row in txn.open_table($def).unwrap().iter().unwrap() {
+                    let (k, v) = row.unwrap();
+                    out.push(format!("{}: {:?} = {:?}", stringify!($def), k.value(), v.value()));
+                }
+            };
+        }
+        rows!(META);
+        rows!(LEDGERS);
+        rows!(LEDGER_NAMES);
+        rows!(RECORDS);
+        rows!(NODES);
+        rows!(IDEMPOTENCY);
+        rows!(LOG);
+        out
+    }
+
+    /// A table-level guard that trips inside a multi-append batch (a
+    /// committer whose cached state lies: a stale head, one past the
+    /// records, a log position already used) drops the whole transaction:
+    /// nothing of the batch is in redb, every caller in it gets the same
+    /// failure, and the store refuses every later write.
+    #[test]
+    fn a_tripped_table_guard_drops_the_whole_batch_and_fails_the_store() {
+        type Craft = fn(&mut Committer, &redb::Database);
+        let cases: [(&str, Craft); 3] = [
+            ("record key already present", |c, db| {
+                // The head of acme/orders as it was after 3 records.
+                let head = c.heads.get_mut("acme/orders").expect("cached");
+                let txn = db.begin_read().unwrap();
+                let records = txn.open_table(RECORDS).unwrap();
+                let mut stale = StoredHead::empty(head.id, "acme", "orders");
+                for seq in 0..3 {
+                    let v = records.get((head.id, seq)).unwrap().unwrap();
+                    advance_head(&mut stale, Hash32::from_bytes(codec::peek_hash(v.value()).unwrap()));
+                }
+                *head = stale;
+            }),
+            ("append would leave a gap", |c, _| {
+                c.heads.get_mut("acme/orders").expect("cached").next_seq += 10;
+            }),
+            ("log position already used", |c, _| c.log_next = 0),
+        ];
+        for (what, craft) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let (mut c, _tx) = committer(dir.path());
+            // A committed first batch: acme/orders straight to `records`,
+            // acme/logged through the append log.
+            let (mut batch, mut tickets) = (Vec::new(), Vec::new());
+            for i in 0..DIRECT_APPENDS_MIN as u64 + 6 {
+                let (cmd, t) = append_cmd("orders", i, None);
+                batch.push(cmd);
+                tickets.push(t);
+            }
+            let (cmd, t) = append_cmd("logged", 0, None);
+            batch.push(cmd);
+            tickets.push(t);
+            c.commit_batch(batch, false);
+            for t in tickets {
+                t.wait().expect("committed").expect("accepted");
+            }
+            let before = dump(&c.shared.db);
+            let shared = c.shared.clone();
+            craft(&mut c, &shared.db);
+            // The second batch: a new ledger (with an idempotency key) and
+            // the logged one first, then enough for orders to go direct.
+            let (mut batch, mut tickets) = (Vec::new(), Vec::new());
+            for (ledger, key) in [("fresh", Some("k")), ("fresh", None), ("logged", None)] {
+                let (cmd, t) = append_cmd(ledger, 100, key);
+                batch.push(cmd);
+                tickets.push(t);
+            }
+            for i in 0..DIRECT_APPENDS_MIN as u64 {
+                let (cmd, t) = append_cmd("orders", 200 + i, None);
+                batch.push(cmd);
+                tickets.push(t);
+            }
+            c.commit_batch(batch, false);
+            let expected = WriteError::Failed(format!("invariant broken: {what}"));
+            for t in tickets {
+                assert_eq!(t.wait(), Err(expected.clone()), "{what}: every caller gets the failure");
+            }
+            assert_eq!(dump(&c.shared.db), before, "{what}: nothing of the batch is in redb");
+            assert_eq!(c.shared.failure(), Some(format!("invariant broken: {what}")));
+            // Later writes are refused without being applied.
+            let (cmd, later) = append_cmd("orders", 999, None);
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            tx.send(cmd).unwrap();
+            drop(tx);
+            c.rx = rx;
+            c.run();
+            assert_eq!(later.wait(), Err(expected), "{what}: a later append is refused");
+        }
+    }
 
     #[test]
     fn the_log_run_appends_and_refuses_a_position_already_used() {

@@ -66,7 +66,8 @@ pub mod backend {
     //! bytes written since the last `sync_data`, and at a chosen sync it
     //! fails that sync and keeps a survivor image with the unsynced writes
     //! dropped, kept or torn. It can also hold a sync until released (to fill
-    //! the queue deterministically) and answer ENOSPC past a byte budget.
+    //! the queue deterministically), answer ENOSPC past a byte budget, and
+    //! fail exactly one write or sync and then work again (a transient error).
 
     use std::sync::{Arc, Condvar, Mutex};
 
@@ -79,6 +80,13 @@ pub mod backend {
         /// The first half of the unsynced writes reached the disk and the
         /// next one only half-way.
         Torn,
+    }
+
+    /// The operation a transient fault fails once.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Fault {
+        Write,
+        Sync,
     }
 
     #[derive(Debug)]
@@ -99,6 +107,7 @@ pub mod backend {
         gate_closed: bool,
         in_sync: bool,
         space_bytes_max: Option<u64>,
+        fail_once: Option<Fault>,
     }
 
     #[derive(Clone, Debug, Default)]
@@ -121,6 +130,10 @@ pub mod backend {
 
     fn dead() -> std::io::Error {
         std::io::Error::other("simulated power loss")
+    }
+
+    fn transient() -> std::io::Error {
+        std::io::Error::other("simulated transient I/O error")
     }
 
     impl FaultBackend {
@@ -179,6 +192,19 @@ pub mod backend {
         pub fn set_space_bytes_max(&self, max: Option<u64>) {
             self.state.0.lock().unwrap().space_bytes_max = max;
         }
+
+        /// Fails the next `fault` (write or sync) with an I/O error, once:
+        /// every operation after it succeeds again, so a store that retried
+        /// would succeed. A failed write changes nothing; a failed sync makes
+        /// nothing durable.
+        pub fn fail_once(&self, fault: Fault) {
+            self.state.0.lock().unwrap().fail_once = Some(fault);
+        }
+
+        /// Whether the fault set by `fail_once` has not struck yet.
+        pub fn fault_pending(&self) -> bool {
+            self.state.0.lock().unwrap().fail_once.is_some()
+        }
     }
 
     impl redb::StorageBackend for FaultBackend {
@@ -229,6 +255,10 @@ pub mod backend {
                 s = cv.wait(s).unwrap();
             }
             s.in_sync = false;
+            if s.fail_once == Some(Fault::Sync) {
+                s.fail_once = None;
+                return Err(transient());
+            }
             s.syncs += 1;
             if let Some((at, loss)) = s.crash
                 && at == s.syncs
@@ -263,6 +293,10 @@ pub mod backend {
             }
             if s.space_bytes_max.is_some_and(|max| offset + data.len() as u64 > max) {
                 return Err(std::io::Error::from_raw_os_error(28));
+            }
+            if s.fail_once == Some(Fault::Write) {
+                s.fail_once = None;
+                return Err(transient());
             }
             let op = Pending::Write(offset, data.to_vec());
             apply(&mut s.current, &op);
