@@ -77,17 +77,10 @@ impl App {
     }
 
     /// The keys an export header declares: every key of the identity log, so
-    /// checkpoints signed before a rotation still verify.
-    pub fn vkeys(&self) -> Vec<String> {
-        self.trusted().iter().filter_map(TrustedKey::vkey).collect()
-    }
-
-    /// The keys `/v1/verify` trusts: the identity log's keys.
-    pub fn trusted(&self) -> Vec<TrustedKey> {
-        identity_keys(&self.store).unwrap_or_else(|e| {
-            log::error!("identity log unreadable: {e:?}");
-            Vec::new()
-        })
+    /// checkpoints signed before a rotation still verify. An unreadable log
+    /// fails the export rather than declaring no keys.
+    pub fn vkeys(&self) -> Result<Vec<String>, annal_store::ReadError> {
+        Ok(identity_keys(&self.store)?.iter().filter_map(TrustedKey::vkey).collect())
     }
 
     /// Opens everything, in the documented order: store, signing identity,
@@ -253,8 +246,9 @@ fn load_signer(
                 keys::read(&path).map_err(err)
             } else {
                 let signer = keys::generate(&path, name).map_err(err)?;
-                log::warn!(
-                    "development: generated signing key {} at {}",
+                // Printed, as the admin key's location is: whatever RUST_LOG says.
+                eprintln!(
+                    "annald: development: generated signing key {} at {}",
                     signer.fingerprint(),
                     path.display()
                 );

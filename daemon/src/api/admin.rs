@@ -490,7 +490,11 @@ async fn export_events(headers: HeaderMap, app: Arc<App>) -> Response {
         // an end line, which `annal-verify` accepts as 0 records), not 404.
         if app.store.ledger_state(&tenant, &ledger).map_err(read_error)?.is_none() {
             let mut body = Vec::new();
-            annal_chain::write_header(&mut body, &app.origin(&tenant, &ledger), &app.vkeys());
+            annal_chain::write_header(
+                &mut body,
+                &app.origin(&tenant, &ledger),
+                &app.vkeys().map_err(read_error)?,
+            );
             annal_chain::write_end(&mut body, 0, 0);
             return Ok(export_response(super::full(body)));
         }
@@ -522,7 +526,7 @@ pub fn stream_export(app: &Arc<App>, tenant: &TenantId, ledger: &LedgerName) -> 
     let permit = app.exports.clone().try_acquire_owned().map_err(|_| ApiError::Overloaded)?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(EXPORT_CHANNEL_CHUNKS_MAX);
     let origin = app.origin(tenant, ledger);
-    let vkeys = app.vkeys();
+    let vkeys = app.vkeys().map_err(read_error)?;
     let store = app.store.clone();
     let mut writer = ChannelWriter { tx, rt: tokio::runtime::Handle::current(), stall: app.export_stall };
     tokio::task::spawn_blocking(move || {
