@@ -245,6 +245,23 @@ fn write_log(t: &mut Tables<'_>, log: &[(u64, Vec<u8>)]) -> Result<(), Abort> {
     )
 }
 
+/// Splits commands into the ops to apply and their replies (pushed to
+/// `replies`, in the same order as the outcomes will be).
+fn hold_replies(commands: Vec<Command>, replies: &mut Vec<AnyReply>) -> Vec<Op> {
+    commands
+        .into_iter()
+        .map(|cmd| {
+            let (op, reply) = match cmd {
+                Command::Append(r, reply) => (Op::Append(r), AnyReply::Append(reply)),
+                Command::Checkpoint(r, reply) => (Op::Checkpoint(r), AnyReply::Checkpoint(reply)),
+                Command::Identity(r, reply) => (Op::Identity(r), AnyReply::Identity(reply)),
+            };
+            replies.push(reply);
+            op
+        })
+        .collect()
+}
+
 fn corrupt(tenant: &str, ledger: &str, seq: Option<u64>, what: &'static str) -> Abort {
     Abort::Corrupt(Corruption { tenant: tenant.to_owned(), ledger: ledger.to_owned(), seq, what })
 }
@@ -442,6 +459,11 @@ impl Committer {
         st: &mut Batch,
         flush: bool,
     ) -> Result<Vec<Outcome>, Abort> {
+        let mut payload: usize = batch.iter().map(Command::payload_bytes).sum();
+        // Every reply is held before anything can fail (beginning the
+        // transaction included), so an abort answers each of them with the
+        // same error; a reply dropped unanswered would say `Closed`.
+        let mut ops = hold_replies(batch, replies);
         let mut txn = self.shared.db.begin_write()?;
         // Explicit, never the default: an ack means the commit is on disk.
         txn.set_durability(Durability::Immediate)?;
@@ -455,23 +477,7 @@ impl Committer {
             if flush {
                 self.flush_tails(&mut t)?;
             }
-            let mut payload: usize = batch.iter().map(Command::payload_bytes).sum();
-            let mut next = batch;
-            while !next.is_empty() {
-                // Every reply is held before anything is applied, so an abort
-                // answers each of them with the same error.
-                let ops: Vec<Op> = next
-                    .into_iter()
-                    .map(|cmd| {
-                        let (op, reply) = match cmd {
-                            Command::Append(r, reply) => (Op::Append(r), AnyReply::Append(reply)),
-                            Command::Checkpoint(r, reply) => (Op::Checkpoint(r), AnyReply::Checkpoint(reply)),
-                            Command::Identity(r, reply) => (Op::Identity(r), AnyReply::Identity(reply)),
-                        };
-                        replies.push(reply);
-                        op
-                    })
-                    .collect();
+            while !ops.is_empty() {
                 for op in ops {
                     outcomes.push(match op {
                         Op::Append(r) => Outcome::Append(self.append(r, &mut t, st)?),
@@ -479,7 +485,7 @@ impl Committer {
                         Op::Identity(r) => Outcome::Identity(identity(r, &mut t)?),
                     });
                 }
-                next = Vec::new();
+                let mut next = Vec::new();
                 while replies.len() + next.len() < BATCH_WRITES_MAX && payload < BATCH_PAYLOAD_BYTES_MAX {
                     match self.rx.try_recv() {
                         Ok(cmd) => {
@@ -489,6 +495,7 @@ impl Committer {
                         Err(_) => break,
                     }
                 }
+                ops = hold_replies(next, replies);
             }
             write_log(&mut t, &st.log)?;
             for (key, (head, changed)) in &st.heads {
