@@ -156,6 +156,22 @@ impl App {
 fn register_identity(store: &Store, signer: &NoteSigner) -> Result<bool, StartError> {
     let log =
         store.identity_log().map_err(|e| StartError::Store(format!("identity log unreadable: {e:?}")))?;
+    // The current identity is the last entry the log proves, never merely
+    // the last entry stored: an entry without a valid rotation (signed by
+    // the old and the new key) delegates nothing.
+    if !log.is_empty() {
+        let proven = store
+            .proven_identity_keys()
+            .map_err(|e| StartError::Store(format!("identity log unreadable: {e:?}")))?;
+        if let Err(broken) = proven {
+            log::error!(
+                "identity log does not verify at entry {}: {}; nothing will be signed and readiness stays red",
+                broken.seq.map_or("?".to_owned(), |s| s.to_string()),
+                broken.what
+            );
+            return Ok(false);
+        }
+    }
     match log.last() {
         None => {
             let entry = IdentityEntry {
@@ -187,9 +203,18 @@ fn register_identity(store: &Store, signer: &NoteSigner) -> Result<bool, StartEr
     }
 }
 
-/// Every key the identity log has delegated, oldest first.
+/// Every key the identity log has delegated, oldest first: the keys it
+/// proves from its genesis. A log that does not verify is a corruption, so
+/// nothing is verified or declared with the keys it claims.
 pub fn identity_keys(store: &Store) -> Result<Vec<TrustedKey>, annal_store::ReadError> {
-    Ok(store.identity_log()?.iter().filter_map(|e| TrustedKey::named(&e.key_name, e.public)).collect())
+    store.proven_identity_keys()?.map_err(|broken| {
+        annal_store::ReadError::Corrupt(annal_store::Corruption {
+            tenant: String::new(),
+            ledger: "identity".into(),
+            seq: broken.seq,
+            what: "identity log does not verify",
+        })
+    })
 }
 
 /// The identity log as `GET /v1/identity` serves it and `annal-verify
@@ -351,4 +376,54 @@ pub fn rotate(config: &Config, new: &Path) -> Result<(u64, NoteSigner, NoteSigne
     }
     store.close().map_err(|e| RotateError::Refused(format!("store did not close cleanly: {e:?}")))?;
     Ok((seq, old, new))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signer(name: &str, seed: u8) -> NoteSigner {
+        NoteSigner::new(name, &[seed; 32]).expect("valid test key name")
+    }
+
+    fn entry(seq: u64, key: &NoteSigner, statement: String) -> IdentityEntry {
+        IdentityEntry {
+            seq,
+            key_name: key.name().to_owned(),
+            public: key.public(),
+            timestamp_ms: 1,
+            statement,
+        }
+    }
+
+    fn rotation(seq: u64, old: &NoteSigner, new: &NoteSigner, cosign: bool) -> IdentityEntry {
+        let mut note = old.sign_text(&annal_chain::rotation_text(seq, &old.vkey(), &new.vkey()));
+        if cosign {
+            new.cosign(&mut note);
+        }
+        entry(seq, new, note.to_string())
+    }
+
+    /// Invariant 5: only a key the identity log proves is the current
+    /// identity. An entry appended without the old and the new key's
+    /// signatures delegates nothing: neither its key nor the key before it
+    /// may sign, and the keys served for verification are refused.
+    #[test]
+    fn only_a_proven_identity_signs() {
+        let (a, b, c) = (signer("annal.test", 1), signer("annal.test", 2), signer("annal.test", 3));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), OpenOptions::default()).expect("open");
+        assert!(register_identity(&store, &a).expect("genesis"), "the first key becomes the genesis");
+        store.append_identity(rotation(1, &a, &b, true)).wait().expect("commit").expect("appended");
+        assert!(register_identity(&store, &b).expect("start"), "a rotated-to key signs");
+        assert!(!register_identity(&store, &a).expect("start"), "the key before a rotation does not");
+        assert_eq!(identity_keys(&store).expect("proven").len(), 2);
+
+        // Signed by the old key only: the new key never proved it holds itself.
+        store.append_identity(rotation(2, &b, &c, false)).wait().expect("commit").expect("appended");
+        for key in [&a, &b, &c] {
+            assert!(!register_identity(&store, key).expect("start"), "{} must not sign", key.name());
+        }
+        assert!(matches!(identity_keys(&store), Err(annal_store::ReadError::Corrupt(_))));
+    }
 }

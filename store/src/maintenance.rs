@@ -183,6 +183,14 @@ impl Store {
         Ok(BackupStats { records_total })
     }
 
+    /// The keys the identity log proves from its own genesis entry, oldest
+    /// first (empty for an empty log): what the daemon signs and verifies
+    /// with. A rotation not signed by both the old and the new key, or any
+    /// other break, is `Ok(Err)` naming the entry, and proves nothing.
+    pub fn proven_identity_keys(&self) -> Result<Result<Vec<TrustedKey>, CheckFailure>, ReadError> {
+        self.trusted_keys(&[])
+    }
+
     /// The keys `check` trusts for checkpoint signatures: `trusted`, and
     /// the keys the identity log proves. The log must verify as a chain
     /// (`annal_chain::verify_identity_log`: a genesis entry, then rotations
