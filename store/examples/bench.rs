@@ -26,13 +26,14 @@ const APPENDERS: usize = 64;
 const RUN: Duration = Duration::from_millis(1500);
 const ROUNDS: usize = 7;
 
-/// The four append shapes: (label, ledgers, caller threads keeping 64
-/// appends in flight).
-const SHAPES: [(&str, usize, usize); 4] = [
-    ("64 blocking appenders, 1 ledger", 1, APPENDERS),
-    ("64 blocking appenders, 64 ledgers", 64, APPENDERS),
-    ("64 in flight from 8 threads, 64 ledgers", 64, 8),
-    ("64 in flight from 8 threads, 1 ledger", 1, 8),
+/// The append shapes: (label, ledgers, caller threads keeping 64 appends in
+/// flight, whether every append carries an idempotency key).
+const SHAPES: [(&str, usize, usize, bool); 5] = [
+    ("64 blocking appenders, 1 ledger", 1, APPENDERS, false),
+    ("64 blocking appenders, 64 ledgers", 64, APPENDERS, false),
+    ("64 in flight from 8 threads, 64 ledgers", 64, 8, false),
+    ("64 in flight from 8 threads, 1 ledger", 1, 8, false),
+    ("64 in flight from 8 threads, 1 ledger, each with an idempotency key", 1, 8, true),
 ];
 
 /// One shape in one round.
@@ -49,6 +50,10 @@ struct Sample {
 }
 
 fn request(ledger: &str, ts: u64) -> AppendRequest {
+    keyed_request(ledger, ts, None)
+}
+
+fn keyed_request(ledger: &str, ts: u64, idempotency_key: Option<String>) -> AppendRequest {
     AppendRequest {
         tenant: TenantId::new("bench").unwrap(),
         ledger: LedgerName::new(ledger).unwrap(),
@@ -57,7 +62,7 @@ fn request(ledger: &str, ts: u64) -> AppendRequest {
         content_type: "application/octet-stream".into(),
         payload: vec![(ts % 251) as u8; PAYLOAD_BYTES],
         parents: vec![],
-        idempotency_key: None,
+        idempotency_key,
     }
 }
 
@@ -93,7 +98,8 @@ fn raw_txns(dir: &std::path::Path, spread: u64, batch: u64, name: &str) -> f64 {
 /// 64 appends are always outstanding: the shape of 64 async tasks awaiting
 /// their tickets on a few runtime threads. `threads == APPENDERS` is 64
 /// blocking OS threads.
-fn store_rate(dir: &std::path::Path, ledgers: usize, threads: usize) -> Run {
+/// With `keyed`, every append carries an idempotency key of its own.
+fn store_rate(dir: &std::path::Path, ledgers: usize, threads: usize, keyed: bool) -> Run {
     let options = OpenOptions { batch_linger: linger(), ..OpenOptions::default() };
     let store = Arc::new(Store::open(dir, options).unwrap());
     let stop = Arc::new(AtomicBool::new(false));
@@ -107,15 +113,24 @@ fn store_rate(dir: &std::path::Path, ledgers: usize, threads: usize) -> Run {
             std::thread::spawn(move || {
                 let ledgers: Vec<String> =
                     (0..per_thread).map(|k| format!("l{}", (i * per_thread + k) % ledgers)).collect();
-                let mut ts = 0;
-                let mut inflight: std::collections::VecDeque<_> =
-                    ledgers.iter().map(|l| (l, store.append(request(l, 0)))).collect();
+                let append = |ledger: &str, n: u64| {
+                    let key = keyed.then(|| format!("k{i}-{n}"));
+                    store.append(keyed_request(ledger, n, key))
+                };
+                let mut n = 0;
+                let mut inflight: std::collections::VecDeque<_> = ledgers
+                    .iter()
+                    .map(|l| {
+                        n += 1;
+                        (l, append(l, n))
+                    })
+                    .collect();
                 while let Some((ledger, ticket)) = inflight.pop_front() {
                     ticket.wait().unwrap().unwrap();
                     count.fetch_add(1, Ordering::Relaxed);
                     if !stop.load(Ordering::Relaxed) {
-                        ts += 1;
-                        inflight.push_back((ledger, store.append(request(ledger, ts))));
+                        n += 1;
+                        inflight.push_back((ledger, append(ledger, n)));
                     }
                 }
             })
@@ -260,14 +275,14 @@ fn main() {
     // each store run to the mean of its two neighbouring raw runs.
     raw_ceiling(base.path(), 1, 0);
     let mut raws = Vec::new();
-    let mut rounds: Vec<[Sample; 4]> = Vec::new();
+    let mut rounds: Vec<[Sample; SHAPES.len()]> = Vec::new();
     let mut spread = Vec::new();
     for round in 0..ROUNDS {
         let mut before = raw_ceiling(base.path(), 1, 10 * round);
         raws.push(before);
         let mut samples = Vec::new();
-        for (k, (label, ledgers, threads)) in SHAPES.into_iter().enumerate() {
-            let store = store_rate(&base.path().join(format!("s{k}-{round}")), ledgers, threads);
+        for (k, (label, ledgers, threads, keyed)) in SHAPES.into_iter().enumerate() {
+            let store = store_rate(&base.path().join(format!("s{k}-{round}")), ledgers, threads, keyed);
             let after = raw_ceiling(base.path(), 1, 10 * round + k + 1);
             raws.push(after);
             let batch = (store.per_commit.round() as u64).max(1);
@@ -303,7 +318,7 @@ fn main() {
     println!(
         "medians over {ROUNDS} rounds | appends/s | of ceiling | per commit | of raw at that batch | bare group commit/s (per commit) | of bare"
     );
-    for (k, (label, _, _)) in SHAPES.iter().enumerate() {
+    for (k, (label, _, _, _)) in SHAPES.iter().enumerate() {
         let m = |f: &dyn Fn(&Sample) -> f64| median(rounds.iter().map(|r| f(&r[k])).collect());
         println!(
             "store, {label}: {:.0} | {:.0}% | {:.1} | {:.0}% | {:.0} ({:.1}) | {:.0}%",
