@@ -558,10 +558,7 @@ impl Committer {
     }
 
     fn stored_hash(&self, t: &Tables<'_>, key: &str, id: u64, seq: u64) -> Result<Option<[u8; 32]>, Abort> {
-        if let Some(v) = self.tails.get(key).and_then(|tail| tail.get(seq)) {
-            return Ok(codec::peek_hash(v));
-        }
-        Ok(t.records.get((id, seq))?.and_then(|v| codec::peek_hash(v.value())))
+        Ok(crate::tail::stored_hash(self.tails.get(key).map(|t| &**t), &t.records, id, seq)?)
     }
 
     fn append(

@@ -755,14 +755,7 @@ fn guard_ledgers(
         if head.next_seq < mark.size {
             return Err(refuse(format!("the database has {} records", head.next_seq)));
         }
-        let stored = match tail.and_then(|t| t.get(seq)) {
-            Some(v) => codec::peek_hash(v),
-            None => records
-                .get((head.id, seq))
-                .map_err(|x| e(x.into()))?
-                .and_then(|v| codec::peek_hash(v.value())),
-        };
-        match stored {
+        match crate::tail::stored_hash(tail.map(|t| &**t), &records, head.id, seq).map_err(|x| e(x.into()))? {
             Some(h) if h == mark.hash => {}
             Some(h) => {
                 return Err(refuse(format!(
@@ -974,13 +967,7 @@ impl Snapshot<'_> {
         let mut prev = if from == 0 {
             Hash32::ZERO
         } else {
-            let h = match tail.and_then(|t| t.get(from - 1)) {
-                Some(v) => codec::peek_hash(v),
-                None => table
-                    .get((head.id, from - 1))
-                    .map_err(|e| self.err(e))?
-                    .and_then(|v| codec::peek_hash(v.value())),
-            };
+            let h = crate::tail::stored_hash(tail, &table, head.id, from - 1).map_err(|e| self.err(e))?;
             Hash32::from_bytes(
                 h.ok_or_else(|| corruption(head, Some(from - 1), "record below head missing"))?,
             )

@@ -61,7 +61,23 @@ impl LedgerTail {
     pub(crate) fn node(&self, level: u8, index: u64) -> Option<[u8; 32]> {
         self.nodes.get(&(level, index)).copied()
     }
+}
 
+/// The stored hash of record `seq` of ledger `id`: from its tail when the
+/// tail holds it, else from `records`. `None` if neither has it.
+pub(crate) fn stored_hash(
+    tail: Option<&LedgerTail>,
+    records: &impl ReadableTable<(u64, u64), &'static [u8]>,
+    id: u64,
+    seq: u64,
+) -> Result<Option<[u8; 32]>, StorageError> {
+    if let Some(v) = tail.and_then(|t| t.get(seq)) {
+        return Ok(codec::peek_hash(v));
+    }
+    Ok(records.get((id, seq))?.and_then(|v| codec::peek_hash(v.value())))
+}
+
+impl LedgerTail {
     /// Adds the record at `seq` (value with its hash set), which must be the
     /// next one, and the Merkle nodes it completed.
     pub(crate) fn add(&mut self, seq: u64, value: Arc<[u8]>, nodes: Vec<(u8, u64, [u8; 32])>) {
