@@ -154,16 +154,12 @@ impl App {
 /// daemon starts but signs nothing and never becomes ready (`Ok(false)`), and
 /// the log names both fingerprints.
 fn register_identity(store: &Store, signer: &NoteSigner) -> Result<bool, StartError> {
-    let log =
-        store.identity_log().map_err(|e| StartError::Store(format!("identity log unreadable: {e:?}")))?;
-    // The current identity is the last entry the log proves, never merely
-    // the last entry stored: an entry without a valid rotation (signed by
-    // the old and the new key) delegates nothing.
-    if !log.is_empty() {
-        let proven = store
-            .proven_identity_keys()
-            .map_err(|e| StartError::Store(format!("identity log unreadable: {e:?}")))?;
-        if let Err(broken) = proven {
+    // The current identity is the last key the log proves, never merely the
+    // last entry stored: an entry without a valid rotation (signed by the
+    // old and the new key) delegates nothing.
+    let proven = match store.proven_identity_keys() {
+        Ok(Ok(keys)) => keys,
+        Ok(Err(broken)) => {
             log::error!(
                 "identity log does not verify at entry {}: {}; nothing will be signed and readiness stays red",
                 broken.seq.map_or("?".to_owned(), |s| s.to_string()),
@@ -171,8 +167,9 @@ fn register_identity(store: &Store, signer: &NoteSigner) -> Result<bool, StartEr
             );
             return Ok(false);
         }
-    }
-    match log.last() {
+        Err(e) => return Err(StartError::Store(format!("identity log unreadable: {e:?}"))),
+    };
+    match proven.last() {
         None => {
             let entry = IdentityEntry {
                 seq: 0,
@@ -189,14 +186,16 @@ fn register_identity(store: &Store, signer: &NoteSigner) -> Result<bool, StartEr
                 other => Err(StartError::Store(format!("cannot record genesis identity: {other:?}"))),
             }
         }
-        Some(current) if current.public == signer.public() && current.key_name == signer.name() => Ok(true),
+        Some(current) if *current.public() == signer.public() && current.name() == Some(signer.name()) => {
+            Ok(true)
+        }
         Some(current) => {
             log::error!(
                 "signing key {} is not the current identity {} (identity log entry {}); \
                  it was not delegated by a rotation, so nothing will be signed and readiness stays red",
                 signer.fingerprint(),
-                annal_chain::fingerprint(&current.public),
-                current.seq
+                annal_chain::fingerprint(current.public()),
+                proven.len() - 1
             );
             Ok(false)
         }
