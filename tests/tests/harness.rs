@@ -112,14 +112,9 @@ impl Daemon {
         let stderr = child.stderr.take().expect("stderr piped");
         let log = std::sync::Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(addr) = line.split("listening on ").nth(1) {
-                    let _ = tx.send(addr.trim().parse::<SocketAddr>().expect("address in log"));
-                }
-                sink.lock().expect("log lock").push(line);
+        collect_lines(stderr, &log, move |line| {
+            if let Some(addr) = line.split("listening on ").nth(1) {
+                let _ = tx.send(addr.trim().parse::<SocketAddr>().expect("address in log"));
             }
         });
         match rx.recv_timeout(PROCESS_WAIT_MAX) {
@@ -307,6 +302,23 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
     }
 }
 
+/// Appends every line of `out` to `log` on a thread of its own, showing
+/// each to `on_line` first; the thread ends with the stream.
+fn collect_lines(
+    out: impl Read + Send + 'static,
+    log: &std::sync::Arc<Mutex<Vec<String>>>,
+    mut on_line: impl FnMut(&str) + Send + 'static,
+) -> std::thread::JoinHandle<()> {
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            on_line(&line);
+            sink.lock().expect("log lock").push(line);
+        }
+    })
+}
+
 /// Where `annald serve` listens when given no config and no flags.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
 
@@ -341,18 +353,7 @@ impl Daemon {
             Box::new(child.stdout.take().expect("stdout piped")),
             Box::new(child.stderr.take().expect("stderr piped")),
         ];
-        let readers: Vec<_> = outputs
-            .into_iter()
-            .map(|out| {
-                let sink = log.clone();
-                std::thread::spawn(move || {
-                    for line in BufReader::new(out).lines() {
-                        let Ok(line) = line else { break };
-                        sink.lock().expect("log lock").push(line);
-                    }
-                })
-            })
-            .collect();
+        let readers: Vec<_> = outputs.into_iter().map(|out| collect_lines(out, &log, |_| {})).collect();
         let addr: SocketAddr = DEFAULT_LISTEN.parse().expect("address");
         let deadline = std::time::Instant::now() + PROCESS_WAIT_MAX;
         loop {
