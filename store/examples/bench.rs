@@ -102,35 +102,53 @@ fn raw_txns(dir: &std::path::Path, spread: u64, batch: u64, name: &str) -> f64 {
 fn store_rate(dir: &std::path::Path, ledgers: usize, threads: usize, keyed: bool) -> Run {
     let options = OpenOptions { batch_linger: linger(), ..OpenOptions::default() };
     let store = Arc::new(Store::open(dir, options).unwrap());
+    let commits_before = store.commits();
+    let names: Vec<String> = (0..ledgers).map(|l| format!("l{l}")).collect();
+    let per_thread = APPENDERS / threads;
+    let appender = store.clone();
+    let (n, secs) = drive(threads, move |i, slot, n| {
+        let key = keyed.then(|| format!("k{i}-{n}"));
+        let ticket = appender.append(keyed_request(&names[(i * per_thread + slot) % ledgers], n, key));
+        move || {
+            ticket.wait().unwrap().unwrap();
+        }
+    });
+    // `commits` goes up by one per committed transaction.
+    let commits = store.commits().wrapping_sub(commits_before).max(1);
+    Run { rate: n / secs, per_commit: n / commits as f64 }
+}
+
+/// The callers of both append runs, for `RUN`: `threads` threads, each
+/// keeping `APPENDERS / threads` appends in flight and waiting for them in
+/// the order it queued them; a slot whose append was acknowledged queues the
+/// next. `submit(thread, slot, n)` queues the thread's `n`th append and
+/// returns what blocks until it is acknowledged. Returns the appends
+/// acknowledged and the seconds they took.
+fn drive<S, W>(threads: usize, submit: S) -> (f64, f64)
+where
+    S: Fn(usize, usize, u64) -> W + Send + Sync + 'static,
+    W: FnOnce(),
+{
+    let submit = Arc::new(submit);
     let stop = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
-    let commits_before = store.commits();
     let per_thread = APPENDERS / threads;
-    let threads: Vec<_> = (0..threads)
+    let callers: Vec<_> = (0..threads)
         .map(|i| {
-            let (store, stop, count) = (store.clone(), stop.clone(), count.clone());
+            let (submit, stop, count) = (submit.clone(), stop.clone(), count.clone());
             std::thread::spawn(move || {
-                let ledgers: Vec<String> =
-                    (0..per_thread).map(|k| format!("l{}", (i * per_thread + k) % ledgers)).collect();
-                let append = |ledger: &str, n: u64| {
-                    let key = keyed.then(|| format!("k{i}-{n}"));
-                    store.append(keyed_request(ledger, n, key))
-                };
                 let mut n = 0;
-                let mut inflight: std::collections::VecDeque<_> = ledgers
-                    .iter()
-                    .map(|l| {
-                        n += 1;
-                        (l, append(l, n))
-                    })
-                    .collect();
-                while let Some((ledger, ticket)) = inflight.pop_front() {
-                    ticket.wait().unwrap().unwrap();
+                let mut next = |slot: usize| {
+                    n += 1;
+                    (slot, submit(i, slot, n))
+                };
+                let mut inflight: std::collections::VecDeque<_> = (0..per_thread).map(&mut next).collect();
+                while let Some((slot, acked)) = inflight.pop_front() {
+                    acked();
                     count.fetch_add(1, Ordering::Relaxed);
                     if !stop.load(Ordering::Relaxed) {
-                        n += 1;
-                        inflight.push_back((ledger, append(ledger, n)));
+                        inflight.push_back(next(slot));
                     }
                 }
             })
@@ -138,14 +156,10 @@ fn store_rate(dir: &std::path::Path, ledgers: usize, threads: usize, keyed: bool
         .collect();
     std::thread::sleep(RUN);
     stop.store(true, Ordering::Relaxed);
-    for t in threads {
-        t.join().unwrap();
+    for c in callers {
+        c.join().unwrap();
     }
-    let secs = start.elapsed().as_secs_f64();
-    let n = count.load(Ordering::Relaxed) as f64;
-    // `commits` goes up by one per committed transaction.
-    let commits = store.commits().wrapping_sub(commits_before).max(1);
-    Run { rate: n / secs, per_commit: n / commits as f64 }
+    (count.load(Ordering::Relaxed) as f64, start.elapsed().as_secs_f64())
 }
 
 /// One append run: appends/s, and appends per commit.
@@ -163,7 +177,7 @@ struct Run {
 /// records log: what bare inserts reach once 64 callers each wait for their
 /// own commit, which the back-to-back ceiling leaves out.
 fn bare_group_commit(dir: &std::path::Path, threads: usize, name: &str) -> Run {
-    use std::sync::mpsc::{Receiver, SyncSender, channel, sync_channel};
+    use std::sync::mpsc::{SyncSender, channel, sync_channel};
     const T: TableDefinition<u64, &[u8]> = TableDefinition::new("t");
     let db = redb::Database::create(dir.join(format!("{name}.redb"))).unwrap();
     let (queue, queued) = channel::<([u8; PAYLOAD_BYTES], SyncSender<()>)>();
@@ -203,43 +217,15 @@ fn bare_group_commit(dir: &std::path::Path, threads: usize, name: &str) -> Run {
             }
         })
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    let count = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    let per_thread = APPENDERS / threads;
-    let callers: Vec<_> = (0..threads)
-        .map(|_| {
-            let (queue, stop, count) = (queue.clone(), stop.clone(), count.clone());
-            std::thread::spawn(move || {
-                let submit = |ts: u64| -> Receiver<()> {
-                    let (reply, ticket) = sync_channel(1);
-                    queue.send(([(ts % 251) as u8; PAYLOAD_BYTES], reply)).unwrap();
-                    ticket
-                };
-                let mut ts = 0;
-                let mut inflight: std::collections::VecDeque<_> =
-                    (0..per_thread).map(|_| submit(0)).collect();
-                while let Some(ticket) = inflight.pop_front() {
-                    ticket.recv().unwrap();
-                    count.fetch_add(1, Ordering::Relaxed);
-                    if !stop.load(Ordering::Relaxed) {
-                        ts += 1;
-                        inflight.push_back(submit(ts));
-                    }
-                }
-            })
-        })
-        .collect();
-    std::thread::sleep(RUN);
-    stop.store(true, Ordering::Relaxed);
-    for c in callers {
-        c.join().unwrap();
-    }
-    let secs = start.elapsed().as_secs_f64();
-    drop(queue);
+    // The callers' closure holds the queue's only sender: once `drive`
+    // returns, the committer sees the queue close and ends.
+    let (n, secs) = drive(threads, move |_, _, n| {
+        let (reply, ticket) = sync_channel(1);
+        queue.send(([(n % 251) as u8; PAYLOAD_BYTES], reply)).unwrap();
+        move || ticket.recv().unwrap()
+    });
     committer.join().unwrap();
     acker.join().unwrap();
-    let n = count.load(Ordering::Relaxed) as f64;
     Run { rate: n / secs, per_commit: n / commits.load(Ordering::Relaxed).max(1) as f64 }
 }
 
