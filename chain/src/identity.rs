@@ -58,10 +58,23 @@ pub fn write_identity_log(out: &mut Vec<u8>, entries: &[IdentityLogEntry]) {
 /// Verifies an identity log from the trust root and returns every key it
 /// delegates to, in order (the root first). Failure indexes are entry seqs.
 pub fn verify_identity_log(bytes: &[u8], root: &TrustedKey) -> Result<Vec<TrustedKey>, Failure> {
-    let malformed = |i: u64| Failure::new(Reason::Malformed, i, 0);
-    let text = std::str::from_utf8(bytes).map_err(|_| malformed(0))?;
+    let malformed = Failure::new(Reason::Malformed, 0, 0);
+    let text = std::str::from_utf8(bytes).map_err(|_| malformed)?;
     let mut p = Parser::new(text);
-    let entries = parse(&mut p).map_err(|_| malformed(0))?;
+    let entries = parse(&mut p).map_err(|_| malformed)?;
+    verify_identity_entries(&entries, root)
+}
+
+/// [`verify_identity_log`] for entries already read (a store's own log),
+/// with the same limits and answers as for their JSON.
+pub fn verify_identity_entries(
+    entries: &[IdentityLogEntry],
+    root: &TrustedKey,
+) -> Result<Vec<TrustedKey>, Failure> {
+    let malformed = |i: u64| Failure::new(Reason::Malformed, i, 0);
+    if entries.len() > IDENTITY_ENTRIES_MAX {
+        return Err(malformed(0));
+    }
     let mut keys: Vec<TrustedKey> = Vec::with_capacity(entries.len());
     for (i, e) in entries.iter().enumerate() {
         let seq = i as u64;

@@ -34,8 +34,8 @@ pub use export::{
 };
 pub use failure::{Failure, Reason};
 pub use identity::{
-    GENESIS_STATEMENT, IDENTITY_FORMAT, IdentityLogEntry, ROTATION_TAG, rotation_text, verify_identity_log,
-    write_identity_log,
+    GENESIS_STATEMENT, IDENTITY_FORMAT, IdentityLogEntry, ROTATION_TAG, rotation_text,
+    verify_identity_entries, verify_identity_log, write_identity_log,
 };
 pub use merkle::{
     CompactRange, MemoryTree, NODE_PREFIX, Subtrees, consistency_proof, empty_root, inclusion_proof,

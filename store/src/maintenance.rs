@@ -5,8 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use annal_chain::{
-    CompactRange, Hash32, IdentityLogEntry, SignedCheckpoint, TrustedKey, verify_identity_log,
-    write_identity_log,
+    CompactRange, Hash32, IdentityLogEntry, SignedCheckpoint, TrustedKey, verify_identity_entries,
 };
 use redb::{ReadableTable, TableDefinition, TableHandle};
 
@@ -193,7 +192,7 @@ impl Store {
 
     /// The keys `check` trusts for checkpoint signatures: `trusted`, and
     /// the keys the identity log proves. The log must verify as a chain
-    /// (`annal_chain::verify_identity_log`: a genesis entry, then rotations
+    /// (`annal_chain::verify_identity_entries`: a genesis entry, then rotations
     /// signed by the old and the new key) from its genesis key, which must
     /// be one of `trusted` when any are given; with none given, the stored
     /// genesis is the root (as good as the database: an auditor passes the
@@ -243,9 +242,7 @@ impl Store {
                 }
             }
         };
-        let mut bytes = Vec::new();
-        write_identity_log(&mut bytes, &entries);
-        match verify_identity_log(&bytes, &root) {
+        match verify_identity_entries(&entries, &root) {
             Ok(proved) => Ok(Ok(trusted.iter().cloned().chain(proved).collect())),
             Err(f) => Ok(Err(fail(
                 Some(f.index),
