@@ -231,3 +231,42 @@ pub(crate) struct StoredKey {
     pub created_ms: u64,
     pub revoked_ms: Option<u64>,
 }
+
+/// A webhook endpoint row under its id (`webhooks.rs`). Tenant and ledger
+/// are checked names when read back.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub(crate) struct StoredWebhook {
+    pub tenant: String,
+    pub ledger: String,
+    pub url: String,
+    pub created_ms: u64,
+    pub disabled_ms: Option<u64>,
+    /// Versions 1, 2, ... in order; at least one not revoked.
+    pub secrets: Vec<StoredWebhookSecret>,
+    /// The next seq of `ledger` to enqueue.
+    pub next_seq: u64,
+    /// Its rows in the outbox, kept by every outbox write so counting them
+    /// needs no scan.
+    pub pending: u64,
+}
+
+/// One secret version of an endpoint: metadata only, never key material.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub(crate) struct StoredWebhookSecret {
+    pub version: u32,
+    pub created_ms: u64,
+    pub revoked_ms: Option<u64>,
+}
+
+/// One pending delivery under its outbox id.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub(crate) struct StoredDelivery {
+    pub endpoint: String,
+    pub tenant: String,
+    pub ledger: String,
+    pub seq: u64,
+    pub attempts: u32,
+    pub next_attempt_ms: u64,
+    pub created_ms: u64,
+    pub last_error: Option<String>,
+}

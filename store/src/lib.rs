@@ -20,6 +20,7 @@ mod store;
 mod tail;
 mod ticket;
 mod tree;
+mod webhooks;
 
 pub use error::{
     AppendRefusal, CheckpointRefusal, Corruption, ExportError, IdentityRefusal, IndexError, MaintenanceError,
@@ -34,3 +35,4 @@ pub use store::{
     LedgerState, OpenOptions, Position, RecordEntry, Store, migrate_up, migration_status,
 };
 pub use ticket::Ticket;
+pub use webhooks::{Delivery, WebhookEndpoint, WebhookRefusal, WebhookSecret};

@@ -81,6 +81,35 @@ pub const SCAN_CHUNK_RECORDS: u64 = 1024;
 /// make it allocate without bound.
 pub const CODEC_VALUE_BYTES_MAX: usize = 4 * 1024 * 1024;
 
+/// Longest webhook endpoint id; ids are ASCII `[A-Za-z0-9_-]`.
+pub const WEBHOOK_ID_BYTES_MAX: usize = 64;
+/// Longest endpoint URL the store keeps (the daemon validates its form).
+pub const WEBHOOK_URL_BYTES_MAX: usize = 2048;
+/// Active (not disabled) webhook endpoints per tenant.
+pub const WEBHOOK_ENDPOINTS_PER_TENANT_MAX: usize = 16;
+/// Endpoint rows per tenant, disabled ones included: a disabled endpoint is
+/// kept for good, so this bounds what one tenant can leave behind (and keeps
+/// one tenant from filling `WEBHOOK_ROWS_MAX` by creating and disabling).
+pub const WEBHOOK_ROWS_PER_TENANT_MAX: usize = 64;
+/// Endpoint rows store-wide: bounds `Store::webhooks(None)` and the scan
+/// each create does to count a tenant's endpoints.
+pub const WEBHOOK_ROWS_MAX: u64 = 16_384;
+/// Unrevoked secret versions per endpoint: enough to overlap a rotation.
+pub const WEBHOOK_SECRETS_ACTIVE_MAX: usize = 4;
+/// Secret versions per endpoint, revoked ones included (they are kept for
+/// good, so this bounds the row); past it the daemon makes a new endpoint.
+pub const WEBHOOK_SECRET_VERSIONS_MAX: u32 = 64;
+/// Pending deliveries per endpoint: an endpoint that is down stops its
+/// cursor here instead of growing the outbox.
+pub const PENDING_PER_ENDPOINT_MAX: u64 = 256;
+/// Pending deliveries store-wide: bounds the outbox scans of
+/// `due_deliveries`, `next_delivery_due` and `disable_webhook`.
+pub const OUTBOX_ROWS_MAX: u64 = 65_536;
+/// Most deliveries one `due_deliveries` call returns.
+pub const DUE_DELIVERIES_MAX: usize = 1024;
+/// Longest `last_error` kept on a delivery, in bytes (cut at a char boundary).
+pub const DELIVERY_ERROR_BYTES_MAX: usize = 512;
+
 const _: () = assert!(BATCH_WRITES_MAX <= QUEUE_DEPTH_MAX);
 // A batch can reach the direct path.
 const _: () = assert!(DIRECT_APPENDS_MIN <= BATCH_WRITES_MAX);
@@ -89,3 +118,15 @@ const _: () = assert!(annal_chain::limits::PAYLOAD_BYTES_MAX + 64 * 1024 < CODEC
 const _: () = assert!(annal_chain::limits::PAYLOAD_BYTES_MAX <= BATCH_PAYLOAD_BYTES_MAX);
 const _: () = assert!(TAIL_FLUSH_COMMITS >= 1 && TAIL_BYTES_MAX >= 2 * BATCH_PAYLOAD_BYTES_MAX);
 const _: () = assert!(MERKLE_STORED_LEVEL_MIN >= 1 && MERKLE_STORED_LEVEL_MIN <= 8);
+const _: () = assert!(WEBHOOK_ENDPOINTS_PER_TENANT_MAX <= WEBHOOK_ROWS_PER_TENANT_MAX);
+const _: () = assert!(WEBHOOK_ROWS_PER_TENANT_MAX as u64 <= WEBHOOK_ROWS_MAX);
+// A rotation can overlap two secrets, and the active ones fit the versions.
+const _: () = assert!(
+    2 <= WEBHOOK_SECRETS_ACTIVE_MAX && WEBHOOK_SECRETS_ACTIVE_MAX as u32 <= WEBHOOK_SECRET_VERSIONS_MAX
+);
+const _: () = assert!(1 <= PENDING_PER_ENDPOINT_MAX && PENDING_PER_ENDPOINT_MAX <= OUTBOX_ROWS_MAX);
+// An endpoint or delivery row stays far below the codec's limit.
+const _: () = assert!(
+    WEBHOOK_URL_BYTES_MAX + 32 * WEBHOOK_SECRET_VERSIONS_MAX as usize + DELIVERY_ERROR_BYTES_MAX
+        < CODEC_VALUE_BYTES_MAX / 16
+);
