@@ -46,6 +46,8 @@ pub struct App {
     /// How long an export waits for its client to take the next chunk
     /// before it is cut: the request timeout.
     pub export_stall: std::time::Duration,
+    /// Webhook delivery; `None` when no webhook key is configured.
+    pub webhooks: Option<Arc<crate::webhook::Webhooks>>,
 }
 
 /// Why the daemon could not start. Each maps to an exit code in main.
@@ -95,6 +97,7 @@ impl App {
         let dev = config.environment == Environment::Development;
         let signer = load_signer(config.secrets.signing_key_file.as_deref(), data_dir, dev, log.as_str())?;
         let admin = load_admin(config.secrets.admin_key_file.as_deref(), data_dir, dev)?;
+        let webhooks = load_webhooks(config, dev)?;
         let options = OpenOptions {
             expected_head: config.migrations.expected_head,
             apply_pending_migrations: config.apply_migrations_on_start(),
@@ -144,6 +147,7 @@ impl App {
             backup_running: Arc::default(),
             exports: Arc::new(tokio::sync::Semaphore::new(crate::limits::EXPORTS_CONCURRENT_MAX)),
             export_stall: std::time::Duration::from_millis(config.server.request_timeout_ms),
+            webhooks,
         };
         Ok((app, rx))
     }
@@ -250,9 +254,44 @@ fn secret_file(configured: Option<&Path>, credential: &str) -> Option<PathBuf> {
     })
 }
 
-/// systemd credential names for the two secrets.
+/// systemd credential names for the secrets.
 pub const SIGNING_KEY_CREDENTIAL: &str = "annal-signing-key";
 pub const ADMIN_KEY_CREDENTIAL: &str = "annal-admin-key";
+pub const WEBHOOK_KEY_CREDENTIAL: &str = "annal-webhook-key";
+
+/// The webhook key and what delivery needs. Without a key (outside
+/// development, where one is generated) webhooks are off: `None`.
+fn load_webhooks(config: &Config, dev: bool) -> Result<Option<Arc<crate::webhook::Webhooks>>, StartError> {
+    use crate::webhook::{Webhooks, client::TlsConfig, sign::WebhookKey, target::Policy};
+    let err = |e: crate::webhook::sign::WebhookKeyError| StartError::Config(format!("webhook key: {e}"));
+    let key = match secret_file(config.secrets.webhook_key_file.as_deref(), WEBHOOK_KEY_CREDENTIAL) {
+        Some(path) => WebhookKey::load(&path).map_err(err)?,
+        None if dev => {
+            let path = dev_secret_path(&config.storage.data_dir, "dev-webhook.key");
+            if path.exists() {
+                WebhookKey::load(&path).map_err(err)?
+            } else {
+                let key = WebhookKey::generate(&path).map_err(err)?;
+                eprintln!(
+                    "annald: development: generated webhook key {} at {}",
+                    key.fingerprint(),
+                    path.display()
+                );
+                key
+            }
+        }
+        None => {
+            log::info!(
+                "webhooks off: no secrets.webhook_key_file and no {WEBHOOK_KEY_CREDENTIAL} credential"
+            );
+            return Ok(None);
+        }
+    };
+    let tls = TlsConfig::new(config.webhooks.ca_file.as_deref())
+        .map_err(|e| StartError::Config(format!("webhooks.ca_file: {e}")))?;
+    let policy = Policy { allow_private: config.webhooks_allow_private() };
+    Ok(Some(Arc::new(Webhooks { key, policy, tls, settings: config.webhooks.clone() })))
+}
 
 fn load_signer(
     file: Option<&Path>,

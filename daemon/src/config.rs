@@ -100,6 +100,11 @@ pub struct SecretsConfig {
     /// File holding the signing key (`annald keys generate`). In development,
     /// when unset, one is generated into the data directory on first run.
     pub signing_key_file: Option<PathBuf>,
+    /// File holding the webhook key (`annald keys generate-webhook-key`), the
+    /// root every endpoint secret is derived from. In development, when
+    /// unset, one is generated into the data directory on first run;
+    /// elsewhere, without one, webhooks are off.
+    pub webhook_key_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -183,6 +188,43 @@ impl Default for AnchorConfig {
     }
 }
 
+/// Webhook delivery: retries, timeouts, and where deliveries may go.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksConfig {
+    /// Deliver to loopback, private and link-local addresses too. Defaults
+    /// to true in development only; outside it, it is refused as an insecure
+    /// override (any tenant could aim deliveries at internal services).
+    pub allow_private_destinations: Option<bool>,
+    /// Extra CA certificates (PEM) trusted for https receivers, besides the
+    /// Mozilla roots built in.
+    pub ca_file: Option<PathBuf>,
+    /// Attempts per delivery before it is given up (and recorded as a
+    /// `webhook.delivery_failed` system event).
+    pub attempts_max: u32,
+    /// Wait before the first retry; it doubles per attempt, up to `retry_max_ms`.
+    pub retry_base_ms: u64,
+    pub retry_max_ms: u64,
+    /// Time one delivery may take, connect to response.
+    pub timeout_ms: u64,
+    /// Deliveries in flight at once.
+    pub concurrency: usize,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> WebhooksConfig {
+        WebhooksConfig {
+            allow_private_destinations: None,
+            ca_file: None,
+            attempts_max: limits::WEBHOOK_ATTEMPTS_MAX_DEFAULT,
+            retry_base_ms: limits::WEBHOOK_RETRY_BASE_MS_DEFAULT,
+            retry_max_ms: limits::WEBHOOK_RETRY_MAX_MS_DEFAULT,
+            timeout_ms: limits::WEBHOOK_TIMEOUT_MS_DEFAULT,
+            concurrency: limits::WEBHOOK_CONCURRENCY_DEFAULT,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -199,6 +241,7 @@ pub struct Config {
     pub migrations: MigrationsConfig,
     pub worker: WorkerConfig,
     pub shutdown: ShutdownConfig,
+    pub webhooks: WebhooksConfig,
 }
 
 impl Default for Config {
@@ -215,6 +258,7 @@ impl Default for Config {
             migrations: MigrationsConfig::default(),
             worker: WorkerConfig::default(),
             shutdown: ShutdownConfig::default(),
+            webhooks: WebhooksConfig::default(),
         }
     }
 }
@@ -289,6 +333,11 @@ pub struct Overrides {
 }
 
 impl Config {
+    /// Whether webhooks may be delivered to non-public addresses.
+    pub fn webhooks_allow_private(&self) -> bool {
+        self.webhooks.allow_private_destinations.unwrap_or(self.environment == Environment::Development)
+    }
+
     /// Whether pending migrations are applied at start.
     pub fn apply_migrations_on_start(&self) -> bool {
         self.migrations.apply_on_start.unwrap_or(self.environment == Environment::Development)
@@ -342,6 +391,11 @@ impl Config {
             {
                 return Err(ConfigError::InsecureOverride {
                     what: "migrations.apply_on_start = true".into(),
+                });
+            }
+            if config.webhooks.allow_private_destinations == Some(true) {
+                return Err(ConfigError::InsecureOverride {
+                    what: "webhooks.allow_private_destinations = true".into(),
                 });
             }
         }
@@ -401,6 +455,19 @@ impl Config {
         check("events.per_s", self.events.per_s, &limits::EVENTS_PER_S_RANGE)?;
         check("anchor.interval_ms", self.anchor.interval_ms, &limits::ANCHOR_INTERVAL_MS_RANGE)?;
         check("anchor.freshness_max_ms", self.anchor.freshness_max_ms, &limits::ANCHOR_FRESHNESS_MS_RANGE)?;
+        let w = &self.webhooks;
+        check("webhooks.attempts_max", w.attempts_max, &limits::WEBHOOK_ATTEMPTS_MAX_RANGE)?;
+        check("webhooks.retry_base_ms", w.retry_base_ms, &limits::WEBHOOK_RETRY_MS_RANGE)?;
+        check("webhooks.retry_max_ms", w.retry_max_ms, &limits::WEBHOOK_RETRY_MS_RANGE)?;
+        check("webhooks.timeout_ms", w.timeout_ms, &limits::WEBHOOK_TIMEOUT_MS_RANGE)?;
+        check("webhooks.concurrency", w.concurrency, &limits::WEBHOOK_CONCURRENCY_RANGE)?;
+        if w.retry_max_ms < w.retry_base_ms {
+            return Err(ConfigError::BadValue {
+                key: "webhooks.retry_max_ms",
+                value: w.retry_max_ms.to_string(),
+                why: "must be at least webhooks.retry_base_ms",
+            });
+        }
         if annal_chain::LogName::new(&self.log_name).is_err() {
             return Err(ConfigError::BadValue {
                 key: "log_name",
@@ -450,6 +517,13 @@ mod tests {
         check("[server]\nheader_read_timeout_ms = 0\n", &[], "server.header_read_timeout_ms");
         check("[server]\nconnections_max = 0\n", &[], "server.connections_max");
         check("environment = \"prod\"\n", &[], "environment");
+        check("[webhooks]\nattempts_max = 0\n", &[], "webhooks.attempts_max");
+        check("[webhooks]\nretry_base_ms = 5000\nretry_max_ms = 100\n", &[], "webhooks.retry_max_ms");
+        check(
+            "environment = \"staging\"\n[webhooks]\nallow_private_destinations = true\n",
+            &[],
+            "webhooks.allow_private_destinations",
+        );
         check("", &[("ANNAL_ENVIRONMENT", "live")], "ANNAL_ENVIRONMENT");
     }
 

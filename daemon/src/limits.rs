@@ -77,6 +77,25 @@ pub const LINEAGE_DEPTH_MAX: u32 = 8;
 /// Most ancestors, and most descendants, one lineage answer lists.
 pub const LINEAGE_NODES_MAX: usize = 256;
 
+/// Webhook deliveries: attempts before one is given up, the first retry's
+/// wait (doubling per attempt up to the max), one delivery's time budget,
+/// deliveries in flight. Defaults retry for about a day.
+pub const WEBHOOK_ATTEMPTS_MAX_DEFAULT: u32 = 12;
+pub const WEBHOOK_ATTEMPTS_MAX_RANGE: core::ops::RangeInclusive<u32> = 1..=100;
+pub const WEBHOOK_RETRY_BASE_MS_DEFAULT: u64 = 5_000;
+pub const WEBHOOK_RETRY_MAX_MS_DEFAULT: u64 = 6 * 3_600_000;
+pub const WEBHOOK_RETRY_MS_RANGE: core::ops::RangeInclusive<u64> = 10..=86_400_000;
+pub const WEBHOOK_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+pub const WEBHOOK_TIMEOUT_MS_RANGE: core::ops::RangeInclusive<u64> = 100..=120_000;
+pub const WEBHOOK_CONCURRENCY_DEFAULT: usize = 8;
+pub const WEBHOOK_CONCURRENCY_RANGE: core::ops::RangeInclusive<usize> = 1..=256;
+/// Cadence of the webhook worker when it has nothing due sooner.
+pub const WEBHOOK_INTERVAL_MS: u64 = 200;
+/// Records one endpoint moves into the outbox per pass.
+pub const WEBHOOK_ENQUEUE_PER_PASS_MAX: usize = 64;
+/// Response bytes read (and dropped) from a receiver.
+pub const WEBHOOK_RESPONSE_BYTES_MAX: usize = 64 * 1024;
+
 /// Largest config file read, in bytes.
 pub const CONFIG_FILE_BYTES_MAX: u64 = 1024 * 1024;
 /// Longest client-supplied `X-Request-Id` kept; longer ones are replaced.

@@ -17,6 +17,7 @@ mod metrics;
 mod ratelimit;
 mod server;
 mod state;
+mod webhook;
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -162,6 +163,12 @@ enum KeysCommand {
     },
     /// Print a key file's public key, fingerprint, key id and vkey.
     Show { file: PathBuf },
+    /// Generate a webhook key into a new file (mode 0600): the root every
+    /// webhook endpoint secret is derived from. Prints only its fingerprint.
+    GenerateWebhookKey {
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Record a rotation from the configured key to a new one in the
     /// identity log, signed by both. Run with the daemon stopped, then give
     /// the daemon the new key (secrets.signing_key_file, or the
@@ -343,6 +350,18 @@ fn main() -> ExitCode {
                 ExitCode::from(if matches!(e, keys::KeyFileError::BadName { .. }) { 2 } else { EX_CANTCREAT })
             }
         },
+        Command::Keys { command: KeysCommand::GenerateWebhookKey { out } } => {
+            match webhook::sign::WebhookKey::generate(&out) {
+                Ok(key) => {
+                    println!("wrote {}\nfingerprint {}", out.display(), key.fingerprint());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("annald: {e}");
+                    ExitCode::from(EX_CANTCREAT)
+                }
+            }
+        }
         Command::Keys { command: KeysCommand::Show { file } } => match keys::read(&file) {
             Ok(signer) => {
                 print!("{}", keys::describe(&signer));
@@ -565,6 +584,12 @@ fn serve(config: Config) -> Result<(), ServeError> {
                 anchor_app.state.set_anchoring(false);
             })
         });
+        let webhook_worker = match (&app.webhooks, config.worker.enabled) {
+            (Some(hooks), true) => {
+                Some(tokio::spawn(webhook::worker::run(app.clone(), hooks.clone(), stop_rx.clone())))
+            }
+            _ => None,
+        };
         // The indexer is a worker like anchoring; without an index it has
         // nothing to do (see indexer.rs).
         let index_worker = match (&app.index, config.worker.enabled) {
@@ -617,6 +642,9 @@ fn serve(config: Config) -> Result<(), ServeError> {
             let _ = worker.await;
         }
         if let Some(worker) = index_worker {
+            let _ = worker.await;
+        }
+        if let Some(worker) = webhook_worker {
             let _ = worker.await;
         }
         let _ = events_worker.await;

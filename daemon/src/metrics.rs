@@ -36,6 +36,18 @@ pub fn render(app: &App) -> String {
     out.push_str("# HELP annal_ratelimit_tracked_keys Keys and tenants holding rate-limiter state.\n");
     out.push_str("# TYPE annal_ratelimit_tracked_keys gauge\n");
     let _ = writeln!(out, "annal_ratelimit_tracked_keys {}", app.limiter.tracked_keys());
+    out.push_str("# HELP annal_webhook_deliveries_total Webhook delivery attempts by outcome.\n");
+    out.push_str("# TYPE annal_webhook_deliveries_total counter\n");
+    let worker = &crate::webhook::worker::COUNTS;
+    for (outcome, n) in
+        [("delivered", &worker.delivered), ("retried", &worker.retried), ("abandoned", &worker.abandoned)]
+    {
+        let _ = writeln!(
+            out,
+            "annal_webhook_deliveries_total{{outcome=\"{outcome}\"}} {}",
+            n.load(Ordering::Relaxed)
+        );
+    }
     out.push_str("# HELP annal_ready Whether every readiness check passes (1) or not (0).\n");
     out.push_str("# TYPE annal_ready gauge\n");
     let _ = writeln!(out, "annal_ready {}", u8::from(crate::state::readiness(app).ready));

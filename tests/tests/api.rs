@@ -459,7 +459,11 @@ struct Fill<'a> {
     ledger: &'a str,
     seq: &'a str,
     digest: &'a str,
+    webhook: &'a str,
 }
+
+/// A well-formed webhook id no endpoint has.
+const NOBODYS_WEBHOOK: &str = "wh_00000000000000000000000000000000";
 
 /// The documented path with its parameters filled in, and its query: the
 /// required parameters only, or every one, with sample values.
@@ -470,7 +474,9 @@ fn concrete(op: &Operation, fill: Fill<'_>, key_id: &str, every_param: bool) -> 
         .replace("{seq}", fill.seq)
         .replace("{digest}", fill.digest)
         .replace("{tenant}", "alpha")
-        .replace("{key_id}", key_id);
+        .replace("{key_id}", key_id)
+        .replace("{id}", fill.webhook)
+        .replace("{version}", "1");
     let query: Vec<String> = op
         .query
         .iter()
@@ -505,6 +511,8 @@ fn bodies(op: &Operation, fill: Fill<'_>, bundle: &[u8]) -> Vec<(Vec<u8>, bool)>
         ],
         "verify" => vec![(bundle.to_vec(), false)],
         "create_tenant" => vec![(br#"{"id":"intruder"}"#.to_vec(), false)],
+        // Refused before any ledger is looked at: the same whoever names what.
+        "create_webhook" => vec![(br#"{"url":"ftp://example.com/"}"#.to_vec(), false)],
         _ if matches!(op.method.as_str(), "PUT" | "PATCH" | "DELETE") => {
             vec![(br#"{"payload":2}"#.to_vec(), false)]
         }
@@ -573,6 +581,11 @@ fn tenants_are_isolated_on_every_route() {
         alpha_append("shared", i);
     }
     assert_eq!(append(&d, &keys.beta, "shared", json!({"beta": 0})).status, 201);
+    let hook = json!({"url": "http://127.0.0.1:9/alpha-secret-hook"});
+    let created = d.call("POST", "/v1/ledgers/orders/webhooks", &keys.alpha, Some(&hook));
+    assert_eq!(created.status, 201, "{}", body(&created));
+    let alpha_webhook = created.json()["id"].as_str().expect("webhook id").to_owned();
+    secrets.push(created.json()["secret"].as_str().expect("secret").to_owned());
     anchor_now(&d);
     let bundle = d.call("GET", "/v1/ledgers/orders/records/0/proof", &keys.alpha, None).body;
     let digest = |payload: &str| blake3::hash(payload.as_bytes()).to_hex().to_string();
@@ -607,6 +620,11 @@ fn tenants_are_isolated_on_every_route() {
         "append_only_put_5",
         "append_only_patch_4",
         "append_only_delete_3",
+        "create_webhook",
+        "get_webhook",
+        "add_webhook_secret",
+        "revoke_webhook_secret",
+        "disable_webhook",
     ] {
         assert!(tenant_ops.iter().any(|o| o.id == id), "{id} is a tenant route");
     }
@@ -631,17 +649,26 @@ fn tenants_are_isolated_on_every_route() {
     // "shared" has vs one no "shared" has (beta has its own "shared").
     let pairs = [
         (
-            Fill { ledger: "orders", seq: "0", digest: &alpha_digest },
-            Fill { ledger: "absent", seq: "0", digest: &nobodys_digest },
+            Fill { ledger: "orders", seq: "0", digest: &alpha_digest, webhook: &alpha_webhook },
+            Fill { ledger: "absent", seq: "0", digest: &nobodys_digest, webhook: NOBODYS_WEBHOOK },
         ),
         (
-            Fill { ledger: "shared", seq: "2", digest: &alpha_digest },
-            Fill { ledger: "shared", seq: "7", digest: &alpha_digest },
+            Fill { ledger: "shared", seq: "2", digest: &alpha_digest, webhook: &alpha_webhook },
+            Fill { ledger: "shared", seq: "7", digest: &alpha_digest, webhook: &alpha_webhook },
         ),
     ];
     let mut writes = Vec::new();
     let mut compared = std::collections::BTreeSet::new();
     for op in &tenant_ops {
+        if op.id == "list_webhooks" {
+            // The caller's own endpoints: nothing names another tenant's,
+            // so beta's list is empty and carries nothing of alpha's.
+            let r = send(&d, &op.method, &op.path, Some(&keys.beta), &[]);
+            assert_eq!((r.status, &r.json()["webhooks"]), (200, &json!([])), "{}", body(&r));
+            assert_eq!(leaks(&r), Vec::<String>::new(), "{} {}", op.method, op.path);
+            compared.insert(op.id.clone());
+            continue;
+        }
         for (foreign, missing) in pairs {
             for every_param in [false, true] {
                 if !every_param && op.query.iter().all(|(_, required)| *required) {
@@ -787,6 +814,11 @@ fn tenants_are_isolated_on_every_route() {
     assert_eq!(t["status"], "active", "alpha was not suspended: {t}");
     let listed = d.call("GET", "/admin/v1/tenants/alpha/keys", &keys.admin, None).json();
     assert_eq!(listed["keys"].as_array().map(Vec::len), Some(1), "no key was issued: {listed}");
+    let hook = d.call("GET", &format!("/v1/webhooks/{alpha_webhook}"), &keys.alpha, None).json();
+    assert_eq!(hook["status"], "active", "alpha's webhook was not disabled: {hook}");
+    assert_eq!(hook["secrets"].as_array().map(Vec::len), Some(1), "no secret was added: {hook}");
+    let beta_hooks = d.call("GET", "/v1/webhooks", &keys.beta, None).json();
+    assert_eq!(beta_hooks["webhooks"], json!([]), "beta made no webhook: {beta_hooks}");
 
     // Last, the appends that create the caller's own ledger: beta's
     // "orders" is beta's, as new as "absent", and alpha's is untouched.

@@ -288,7 +288,9 @@ fn the_daemon_serves_the_document_and_every_documented_route_is_live() {
             .replace("{ledger}", "orders")
             .replace("{seq}", "0")
             .replace("{tenant}", "probe")
-            .replace("{key_id}", "0123456789abcdef");
+            .replace("{key_id}", "0123456789abcdef")
+            .replace("{id}", "wh_0123456789abcdef0123456789abcdef")
+            .replace("{version}", "1");
         let query = match op["operationId"].as_str() {
             Some("consistency") => "?from=1&to=1",
             _ => "",
@@ -420,6 +422,6 @@ fn operations_are_read_with_their_access_and_query() {
             count(Access::Admin),
             count(Access::Public)
         ),
-        (10, 9, 14, 4)
+        (16, 9, 14, 4)
     );
 }

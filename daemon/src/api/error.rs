@@ -69,6 +69,25 @@ pub enum ApiError {
     BackupNotConfigured,
     /// An online backup is already being written.
     BackupInProgress,
+    WebhookNotFound,
+    WebhookDisabled,
+    WebhookSecretNotFound,
+    WebhookSecretAlreadyRevoked,
+    /// Revoking it would leave the endpoint with no secret to sign with.
+    WebhookLastSecret,
+    /// Too many endpoints for the tenant, or unrevoked secrets for the endpoint.
+    WebhookLimit {
+        detail: String,
+    },
+    WebhookUrlInvalid {
+        detail: String,
+    },
+    /// The URL's host resolves to an address deliveries may not go to.
+    WebhookUrlForbidden {
+        detail: String,
+    },
+    /// No webhook key is configured: webhooks are off.
+    WebhooksNotConfigured,
     Internal,
 }
 
@@ -130,6 +149,31 @@ impl ApiError {
                 (S::CONFLICT, "backup.not_configured", "storage.backup_dir is not configured")
             }
             E::BackupInProgress => (S::CONFLICT, "backup.in_progress", "A backup is already being written"),
+            E::WebhookNotFound => (S::NOT_FOUND, "webhook.not_found", "No such webhook endpoint"),
+            E::WebhookDisabled => (S::CONFLICT, "webhook.disabled", "Webhook endpoint is disabled"),
+            E::WebhookSecretNotFound => {
+                (S::NOT_FOUND, "webhook.secret_not_found", "No such webhook secret version")
+            }
+            E::WebhookSecretAlreadyRevoked => {
+                (S::CONFLICT, "webhook.secret_already_revoked", "Webhook secret already revoked")
+            }
+            E::WebhookLastSecret => {
+                (S::CONFLICT, "webhook.last_secret", "The endpoint's last active secret cannot be revoked")
+            }
+            E::WebhookLimit { .. } => (S::CONFLICT, "webhook.limit_reached", "Webhook limit reached"),
+            E::WebhookUrlInvalid { .. } => {
+                (S::UNPROCESSABLE_ENTITY, "webhook.url_invalid", "Invalid webhook URL")
+            }
+            E::WebhookUrlForbidden { .. } => (
+                S::UNPROCESSABLE_ENTITY,
+                "webhook.url_forbidden",
+                "Webhook URL points at a forbidden address",
+            ),
+            E::WebhooksNotConfigured => (
+                S::CONFLICT,
+                "webhook.not_configured",
+                "Webhooks need secrets.webhook_key_file or the annal-webhook-key credential",
+            ),
             E::Internal => (S::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
         }
     }
@@ -147,7 +191,10 @@ impl ApiError {
             ApiError::BadRequest { detail }
             | ApiError::RecordInvalid { detail }
             | ApiError::LedgerLimit { detail }
-            | ApiError::OutOfRange { detail } => Some(detail),
+            | ApiError::OutOfRange { detail }
+            | ApiError::WebhookLimit { detail }
+            | ApiError::WebhookUrlInvalid { detail }
+            | ApiError::WebhookUrlForbidden { detail } => Some(detail),
             _ => None,
         }
     }

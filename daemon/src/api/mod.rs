@@ -12,6 +12,7 @@ mod openapi;
 mod ops;
 mod public;
 mod tenant;
+mod webhooks;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -25,6 +26,7 @@ use tower_service::Service as _;
 use warp::Filter as _;
 
 pub use error::{ApiError, problem};
+pub(crate) use tenant::record_json;
 
 use crate::app::{App, now_ms};
 use crate::auth;
@@ -362,6 +364,8 @@ pub fn build(
         .or(lineage::routes(app.clone()))
         .unify()
         .or(digest::routes(app.clone()))
+        .unify()
+        .or(webhooks::routes(app.clone()))
         .unify()
         .or(admin::routes(app.clone()))
         .unify()

@@ -109,7 +109,7 @@ fn req(method: &'static str, route: &'static str, headers: HeaderMap) -> Req {
 }
 
 /// Authenticates, resolves the ledger name, runs `body`, and adds rate headers.
-async fn tenant_call<F, Fut>(app: Arc<App>, mut r: Req, ledger: Option<&str>, body: F) -> Response
+pub(super) async fn tenant_call<F, Fut>(app: Arc<App>, mut r: Req, ledger: Option<&str>, body: F) -> Response
 where
     F: FnOnce(Arc<App>, TenantId, Option<LedgerName>, Req) -> Fut,
     Fut: std::future::Future<Output = Result<Response, ApiError>>,
@@ -301,7 +301,7 @@ fn append_refusal(refusal: AppendRefusal) -> ApiError {
     }
 }
 
-fn record_json(entry: &RecordEntry) -> serde_json::Value {
+pub(crate) fn record_json(entry: &RecordEntry) -> serde_json::Value {
     let r = &entry.record;
     let mut v = serde_json::json!({
         "ledger": r.ledger().as_str(),

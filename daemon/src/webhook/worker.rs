@@ -1,0 +1,316 @@
+//! The delivery worker. Each pass moves records appended to followed ledgers
+//! into the outbox (redb: durable, so a crash loses no delivery), then sends
+//! what is due, at most `webhooks.concurrency` at once. A delivery leaves the
+//! outbox when a receiver answers 2xx; otherwise it is retried with a
+//! doubling wait until `webhooks.attempts_max`, then given up and recorded
+//! as a `webhook.delivery_failed` system event. Delivery is at least once:
+//! the `webhook-id` of a record's delivery is the same on every attempt, so
+//! receivers can drop repeats.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use annal_chain::Seq;
+use annal_store::{Delivery, Store, WebhookEndpoint};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use super::{Webhooks, client, sign, target};
+use crate::app::{App, now_ms};
+use crate::events::{Event, Kind};
+use crate::limits::{WEBHOOK_ENQUEUE_PER_PASS_MAX, WEBHOOK_INTERVAL_MS, WEBHOOK_RESPONSE_BYTES_MAX};
+
+/// The system event code of a delivery given up.
+pub const DELIVERY_FAILED_CODE: &str = "webhook.delivery_failed";
+
+/// Delivery attempts by how they ended, for metrics.
+#[derive(Debug)]
+pub struct Counts {
+    pub delivered: AtomicU64,
+    pub retried: AtomicU64,
+    pub abandoned: AtomicU64,
+}
+
+pub static COUNTS: Counts =
+    Counts { delivered: AtomicU64::new(0), retried: AtomicU64::new(0), abandoned: AtomicU64::new(0) };
+
+/// The `webhook-id` of one record's delivery to one endpoint: stable across
+/// attempts.
+pub fn message_id(endpoint: &str, seq: u64) -> String {
+    format!("msg_{endpoint}_{seq}")
+}
+
+/// The wait before retry number `attempts` (1 after the first failure):
+/// `base · 2^(attempts-1)`, at most `max`.
+pub fn backoff_ms(base_ms: u64, max_ms: u64, attempts: u32) -> u64 {
+    let doublings = attempts.saturating_sub(1).min(40);
+    base_ms.saturating_mul(1u64 << doublings).min(max_ms)
+}
+
+/// Runs until `stop` flips; deliveries in flight then finish (each within
+/// `webhooks.timeout_ms`) before it returns.
+pub async fn run(app: Arc<App>, hooks: Arc<Webhooks>, mut stop: watch::Receiver<bool>) {
+    let concurrency = hooks.settings.concurrency;
+    let mut in_flight: JoinSet<u64> = JoinSet::new();
+    let mut sending: HashSet<u64> = HashSet::new();
+    let mut filled_at = None;
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        // Move new records into the outbox when anything was committed since
+        // the last pass that left nothing behind.
+        let commits = app.store.commits();
+        if filled_at != Some(commits) {
+            let store = app.store.clone();
+            let done = tokio::task::spawn_blocking(move || fill(&store)).await.unwrap_or(false);
+            filled_at = done.then_some(commits);
+        }
+        let room = concurrency.saturating_sub(in_flight.len());
+        if room > 0 {
+            let store = app.store.clone();
+            let want = room + sending.len();
+            let due = tokio::task::spawn_blocking(move || store.due_deliveries(now_ms(), want))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| format!("{e:?}")));
+            match due {
+                Ok(due) => {
+                    let fresh: Vec<Delivery> =
+                        due.into_iter().filter(|d| !sending.contains(&d.id)).take(room).collect();
+                    for d in fresh {
+                        sending.insert(d.id);
+                        in_flight.spawn(deliver(app.clone(), hooks.clone(), d));
+                    }
+                }
+                Err(e) => log::error!("webhooks: cannot read the outbox: {e}"),
+            }
+        }
+        let wait = next_wait(&app.store);
+        tokio::select! {
+            Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
+                if let Ok(id) = done {
+                    sending.remove(&id);
+                }
+            }
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => {}
+        }
+    }
+    while in_flight.join_next().await.is_some() {}
+    log::info!("webhook worker stopped");
+}
+
+/// How long to sleep: until the next delivery is due, at most the interval.
+fn next_wait(store: &Store) -> Duration {
+    let interval = Duration::from_millis(WEBHOOK_INTERVAL_MS);
+    match store.next_delivery_due() {
+        Ok(Some(due)) => Duration::from_millis(due.saturating_sub(now_ms())).min(interval),
+        _ => interval,
+    }
+}
+
+/// Enqueues, for every active endpoint whose ledger grew past its cursor,
+/// up to `WEBHOOK_ENQUEUE_PER_PASS_MAX` records. Writes nothing when no
+/// ledger grew. `true` when every endpoint was brought up to date.
+fn fill(store: &Store) -> bool {
+    let endpoints = match store.webhooks(None) {
+        Ok(e) => e,
+        Err(e) => {
+            log::error!("webhooks: cannot list endpoints: {e:?}");
+            return false;
+        }
+    };
+    let mut complete = true;
+    for e in endpoints.iter().filter(|e| e.disabled_ms.is_none()) {
+        let size = match store.ledger_state(&e.tenant, &e.ledger) {
+            Ok(state) => state.map_or(0, |s| s.size),
+            Err(err) => {
+                log::error!("webhooks: ledger of {}: {err:?}", e.id);
+                complete = false;
+                continue;
+            }
+        };
+        if size <= e.next_seq {
+            continue;
+        }
+        match store.enqueue_deliveries(&e.id, WEBHOOK_ENQUEUE_PER_PASS_MAX, now_ms()) {
+            Ok(Ok(n)) => complete &= e.next_seq + n >= size,
+            Ok(Err(refusal)) => log::warn!("webhooks: endpoint {} refused enqueue: {refusal:?}", e.id),
+            Err(err) => {
+                log::error!("webhooks: cannot enqueue for {}: {err:?}", e.id);
+                complete = false;
+            }
+        }
+    }
+    complete
+}
+
+/// What one attempt came to.
+enum Attempt {
+    Delivered,
+    /// Worth retrying: a transport failure or a non-2xx answer.
+    Failed(String),
+    /// Nothing to deliver any more (the endpoint was disabled meanwhile).
+    Moot,
+}
+
+/// Sends one delivery and records its outcome in the outbox. Returns its id.
+async fn deliver(app: Arc<App>, hooks: Arc<Webhooks>, d: Delivery) -> u64 {
+    let attempt = attempt(&app, &hooks, &d).await;
+    let store = app.store.clone();
+    let settings = hooks.settings.clone();
+    let id = d.id;
+    let outcome = tokio::task::spawn_blocking(move || settle(&store, &settings, &d, attempt)).await;
+    match outcome {
+        Ok(Some(event)) => app.events.record(event),
+        Ok(None) => {}
+        Err(e) => log::error!("webhooks: settling delivery {id} failed: {e}"),
+    }
+    id
+}
+
+async fn attempt(app: &App, hooks: &Webhooks, d: &Delivery) -> Attempt {
+    let store = app.store.clone();
+    let (endpoint, ledger, tenant, seq) = (d.endpoint.clone(), d.ledger.clone(), d.tenant.clone(), d.seq);
+    let read = tokio::task::spawn_blocking(move || {
+        let endpoint = store.webhook(&endpoint).map_err(|e| format!("endpoint unreadable: {e:?}"))?;
+        let record =
+            store.record(&tenant, &ledger, Seq::new(seq)).map_err(|e| format!("record unreadable: {e:?}"))?;
+        Ok::<_, String>((endpoint, record))
+    })
+    .await;
+    let (endpoint, record) = match read {
+        Ok(Ok((Some(e), Some(r)))) if e.disabled_ms.is_none() => (e, r),
+        Ok(Ok((Some(_) | None, _))) => return Attempt::Moot,
+        Ok(Err(reason)) => return Attempt::Failed(reason),
+        Err(e) => return Attempt::Failed(format!("read task failed: {e}")),
+    };
+    let body = serde_json::json!({
+        "type": "record.appended",
+        "timestamp": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+        "data": crate::api::record_json(&record),
+    });
+    let body = bytes::Bytes::from(serde_json::to_vec(&body).expect("json"));
+    send(hooks, &endpoint, d.seq, body).await
+}
+
+/// Signs `body` with every active secret of `endpoint`, newest first, and
+/// POSTs it to the endpoint's (re-checked) address.
+async fn send(hooks: &Webhooks, endpoint: &WebhookEndpoint, seq: u64, body: bytes::Bytes) -> Attempt {
+    let secrets: Vec<sign::EndpointSecret> = endpoint
+        .secrets
+        .iter()
+        .rev()
+        .filter(|s| s.revoked_ms.is_none())
+        .map(|s| hooks.key.endpoint_secret(&endpoint.id, s.version))
+        .collect();
+    if secrets.is_empty() {
+        return Attempt::Failed("no active secret".into());
+    }
+    let msg_id = message_id(&endpoint.id, seq);
+    let timestamp_s = now_ms() / 1000;
+    let signature = sign::signature_header(&secrets, &msg_id, timestamp_s, &body);
+    let timeout = Duration::from_millis(hooks.settings.timeout_ms);
+    let target = match target::parse(&endpoint.url) {
+        Ok(t) => t,
+        Err(e) => return Attempt::Failed(format!("url: {e}")),
+    };
+    // Resolved and checked on every attempt, and connected to as checked:
+    // a host that now resolves somewhere forbidden gets nothing.
+    let addrs = match target::resolve(&target, &hooks.policy, timeout).await {
+        Ok(a) => a,
+        Err(e) => return Attempt::Failed(e.to_string()),
+    };
+    let headers = [
+        ("webhook-id", msg_id),
+        ("webhook-timestamp", timestamp_s.to_string()),
+        ("webhook-signature", signature),
+    ];
+    let limits = client::Limits {
+        connect_timeout: timeout,
+        total_timeout: timeout,
+        response_bytes_max: WEBHOOK_RESPONSE_BYTES_MAX,
+    };
+    let request = client::Request { target: &target, addrs: &addrs, headers: &headers, body };
+    match client::post(request, &limits, &hooks.tls).await {
+        client::Outcome::Delivered { .. } => Attempt::Delivered,
+        client::Outcome::Rejected { status } => Attempt::Failed(format!("receiver answered {status}")),
+        client::Outcome::Failed { reason } => Attempt::Failed(reason),
+    }
+}
+
+/// Records an attempt's outcome in the outbox; returns the event to record
+/// when the delivery was given up.
+fn settle(
+    store: &Store,
+    settings: &crate::config::WebhooksConfig,
+    d: &Delivery,
+    attempt: Attempt,
+) -> Option<Event> {
+    let result = match attempt {
+        Attempt::Delivered => {
+            COUNTS.delivered.fetch_add(1, Ordering::Relaxed);
+            store.complete_delivery(d.id).map(|r| r.map(|_| ()))
+        }
+        Attempt::Moot => store.abandon_delivery(d.id).map(|r| r.map(|_| ())),
+        Attempt::Failed(reason) => {
+            let attempts = d.attempts + 1;
+            if attempts < settings.attempts_max {
+                COUNTS.retried.fetch_add(1, Ordering::Relaxed);
+                let next = now_ms() + backoff_ms(settings.retry_base_ms, settings.retry_max_ms, attempts);
+                log::info!("webhook {} seq {}: attempt {attempts} failed: {reason}", d.endpoint, d.seq);
+                store.reschedule_delivery(d.id, next, &reason).map(|r| r.map(|_| ()))
+            } else {
+                COUNTS.abandoned.fetch_add(1, Ordering::Relaxed);
+                log::warn!(
+                    "webhook {} seq {}: given up after {attempts} attempts: {reason}",
+                    d.endpoint,
+                    d.seq
+                );
+                return match store.abandon_delivery(d.id) {
+                    Ok(_) => Some(Event {
+                        kind: Kind::Failure,
+                        code: DELIVERY_FAILED_CODE,
+                        status: 0,
+                        request_id: message_id(&d.endpoint, d.seq),
+                        tenant: Some(d.tenant.as_str().to_owned()),
+                        key_id: None,
+                        method: "POST".to_owned(),
+                        route: "webhook".to_owned(),
+                        time_ms: now_ms(),
+                        detail: Some(format!(
+                            "webhook {} ledger {} seq {} given up after {attempts} attempts: {reason}",
+                            d.endpoint, d.ledger, d.seq
+                        )),
+                    }),
+                    Err(e) => {
+                        log::error!("webhooks: cannot give up delivery {}: {e:?}", d.id);
+                        None
+                    }
+                };
+            }
+        }
+    };
+    if let Err(e) = result {
+        log::error!("webhooks: cannot record delivery {}: {e:?}", d.id);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_max() {
+        assert_eq!(backoff_ms(100, 1_000, 1), 100);
+        assert_eq!(backoff_ms(100, 1_000, 2), 200);
+        assert_eq!(backoff_ms(100, 1_000, 4), 800);
+        assert_eq!(backoff_ms(100, 1_000, 5), 1_000);
+        assert_eq!(backoff_ms(100, 1_000, 99), 1_000);
+        assert_eq!(backoff_ms(u64::MAX / 2, u64::MAX, 40), u64::MAX);
+    }
+}
