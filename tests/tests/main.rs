@@ -15,3 +15,4 @@ mod operate;
 mod packaging;
 mod serve;
 mod tidy;
+mod webhooks;
