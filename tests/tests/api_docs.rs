@@ -13,7 +13,7 @@ use std::process::Command;
 use crate::harness::{Daemon, annald};
 
 /// The steps the walk-through must keep (the issue asks for each).
-const REQUIRED_STEPS: [&str; 14] = [
+const REQUIRED_STEPS: [&str; 15] = [
     "setup",
     "create-tenant",
     "issue-key",
@@ -27,6 +27,7 @@ const REQUIRED_STEPS: [&str; 14] = [
     "export",
     "verify-offline",
     "events",
+    "webhooks",
     "revoke",
 ];
 
