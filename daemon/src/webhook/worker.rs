@@ -10,7 +10,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use annal_chain::Seq;
 use annal_store::{Delivery, Store, WebhookEndpoint};
@@ -55,15 +55,20 @@ pub async fn run(app: Arc<App>, hooks: Arc<Webhooks>, mut stop: watch::Receiver<
     let concurrency = hooks.settings.concurrency;
     let mut in_flight: JoinSet<u64> = JoinSet::new();
     let mut sending: HashSet<u64> = HashSet::new();
+    let interval = Duration::from_millis(WEBHOOK_INTERVAL_MS);
     let mut filled_at = None;
+    let mut last_fill: Option<Instant> = None;
     loop {
         if *stop.borrow() {
             break;
         }
         // Move new records into the outbox when anything was committed since
-        // the last pass that left nothing behind.
+        // the last pass that left nothing behind, at most once an interval
+        // (a pass reads every endpoint; deliveries finishing must not
+        // repeat it).
         let commits = app.store.commits();
-        if filled_at != Some(commits) {
+        if filled_at != Some(commits) && last_fill.is_none_or(|t| t.elapsed() >= interval) {
+            last_fill = Some(Instant::now());
             let store = app.store.clone();
             let done = tokio::task::spawn_blocking(move || fill(&store)).await.unwrap_or(false);
             filled_at = done.then_some(commits);
@@ -88,7 +93,10 @@ pub async fn run(app: Arc<App>, hooks: Arc<Webhooks>, mut stop: watch::Receiver<
                 Err(e) => log::error!("webhooks: cannot read the outbox: {e}"),
             }
         }
-        let wait = next_wait(&app.store);
+        // With deliveries in flight, their rows are still due in the outbox:
+        // a finishing one wakes the loop, and anything else due is taken
+        // within an interval. Otherwise sleep until the next is due.
+        let wait = if in_flight.is_empty() { next_wait(&app.store, interval) } else { interval };
         tokio::select! {
             Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
                 if let Ok(id) = done {
@@ -103,9 +111,8 @@ pub async fn run(app: Arc<App>, hooks: Arc<Webhooks>, mut stop: watch::Receiver<
     log::info!("webhook worker stopped");
 }
 
-/// How long to sleep: until the next delivery is due, at most the interval.
-fn next_wait(store: &Store) -> Duration {
-    let interval = Duration::from_millis(WEBHOOK_INTERVAL_MS);
+/// How long to sleep: until the next delivery is due, at most `interval`.
+fn next_wait(store: &Store, interval: Duration) -> Duration {
     match store.next_delivery_due() {
         Ok(Some(due)) => Duration::from_millis(due.saturating_sub(now_ms())).min(interval),
         _ => interval,
