@@ -200,6 +200,17 @@ impl Events {
             self.suppressed.fetch_add(1, Ordering::Relaxed);
             return;
         }
+        self.queue(event);
+    }
+
+    /// Queues an event outside the budget: for events whose rate is bounded
+    /// at the source (a webhook delivery is given up at most once, after
+    /// hours of retries), which a flood of denials must not turn into a count.
+    pub fn record_unbudgeted(&self, event: Event) {
+        self.queue(event);
+    }
+
+    fn queue(&self, event: Event) {
         log::info!(
             "event {} code={} status={} request_id={} tenant={} key_id={} {} {}",
             event.kind.as_str(),

@@ -78,9 +78,10 @@ pub const LINEAGE_DEPTH_MAX: u32 = 8;
 pub const LINEAGE_NODES_MAX: usize = 256;
 
 /// Webhook deliveries: attempts before one is given up, the first retry's
-/// wait (doubling per attempt up to the max), one delivery's time budget,
-/// deliveries in flight. Defaults retry for about a day.
-pub const WEBHOOK_ATTEMPTS_MAX_DEFAULT: u32 = 12;
+/// wait (doubling per attempt up to the max), one attempt's time budget,
+/// deliveries in flight. The defaults retry for about a day: waits of
+/// 5 s · 2^k for 12 attempts (~5.7 h in all), then three of 6 h.
+pub const WEBHOOK_ATTEMPTS_MAX_DEFAULT: u32 = 16;
 pub const WEBHOOK_ATTEMPTS_MAX_RANGE: core::ops::RangeInclusive<u32> = 1..=100;
 pub const WEBHOOK_RETRY_BASE_MS_DEFAULT: u64 = 5_000;
 pub const WEBHOOK_RETRY_MAX_MS_DEFAULT: u64 = 6 * 3_600_000;
@@ -89,6 +90,9 @@ pub const WEBHOOK_TIMEOUT_MS_DEFAULT: u64 = 10_000;
 pub const WEBHOOK_TIMEOUT_MS_RANGE: core::ops::RangeInclusive<u64> = 100..=120_000;
 pub const WEBHOOK_CONCURRENCY_DEFAULT: usize = 8;
 pub const WEBHOOK_CONCURRENCY_RANGE: core::ops::RangeInclusive<usize> = 1..=256;
+/// How long attempts in flight at shutdown may still take before they are
+/// cut (their rows stay in the outbox and are sent after the restart).
+pub const WEBHOOK_DRAIN_MS: u64 = 2_000;
 /// Cadence of the webhook worker when it has nothing due sooner.
 pub const WEBHOOK_INTERVAL_MS: u64 = 200;
 /// Records one endpoint moves into the outbox per pass.

@@ -72,6 +72,8 @@ struct Receiver {
     addr: SocketAddr,
     got: mpsc::Receiver<Received>,
     script: Arc<Mutex<VecDeque<u16>>>,
+    /// Connections held unanswered (`HOLD`).
+    held: Arc<Mutex<Vec<std::net::TcpStream>>>,
 }
 
 impl Receiver {
@@ -81,26 +83,29 @@ impl Receiver {
         let (tx, got) = mpsc::channel();
         let script = Arc::new(Mutex::new(script.iter().copied().collect::<VecDeque<u16>>()));
         let answers = script.clone();
+        let held = Arc::new(Mutex::new(Vec::new()));
+        let holding = held.clone();
         std::thread::spawn(move || {
-            let mut held = Vec::new();
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
                 let Some(request) = read_request(&mut stream) else { continue };
                 let status = answers.lock().expect("script").pop_front().unwrap_or(204);
+                // Handed over before the daemon hears back, so a request is
+                // always seen before anything the daemon does after it.
+                if tx.send(request).is_err() {
+                    return;
+                }
                 if status == HOLD {
-                    held.push(stream);
+                    holding.lock().expect("held").push(stream);
                 } else {
                     let reply = format!(
                         "HTTP/1.1 {status} Scripted\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
                     );
                     let _ = stream.write_all(reply.as_bytes());
                 }
-                if tx.send(request).is_err() {
-                    return;
-                }
             }
         });
-        Receiver { addr, got, script }
+        Receiver { addr, got, script, held }
     }
 
     fn url(&self, path: &str) -> String {
@@ -123,6 +128,18 @@ impl Receiver {
 
     fn answer_next(&self, statuses: &[u16]) {
         self.script.lock().expect("script").extend(statuses);
+    }
+
+    /// Closes the held connections unanswered: those attempts fail.
+    fn release(&self) {
+        self.held.lock().expect("held").clear();
+    }
+
+    /// Nothing has arrived (that was not taken yet).
+    fn assert_idle(&self) {
+        if let Ok(r) = self.got.try_recv() {
+            panic!("unexpected delivery {:?}", r.headers);
+        }
     }
 }
 
@@ -262,6 +279,9 @@ fn deliveries_are_signed_retried_rotated_and_stopped() {
         format!("msg_{witness_id}_3"),
         "only the live endpoint gets record 3"
     );
+    append(&d, &key, "orders", json!({"n": 4}));
+    let seen = receiver.next();
+    assert_eq!(seen.header("webhook-id"), format!("msg_{witness_id}_4"), "nor record 4");
     let after = d.call("GET", &format!("/v1/webhooks/{id}"), &key, None).json();
     assert_eq!((after["next_seq"].clone(), after["pending"].clone()), (json!(3), json!(0)), "{after}");
 
@@ -362,12 +382,94 @@ fn webhook_urls_are_checked() {
         ("http://169.254.169.254/latest/meta-data", "webhook.url_forbidden"),
         ("http://[::1]/x", "webhook.url_forbidden"),
         ("http://[::ffff:192.168.0.1]/x", "webhook.url_forbidden"),
+        ("http://localhost:9/x", "webhook.url_forbidden"),
     ] {
         let r = try_url(url);
         assert_eq!((r.status, r.json()["code"].clone()), (422, json!(code)), "{url}: {}", text(&r));
+        let named = text(&r).contains("127.0.0.1") || text(&r).contains("::1");
+        assert!(!named, "no address is named: {}", text(&r));
     }
     let r = d.call("POST", "/v1/ledgers/orders/webhooks", &key, Some(&json!({"url": 1})));
     assert_eq!((r.status, r.json()["code"].clone()), (400, json!("request.invalid")));
     let listed = d.call("GET", "/v1/webhooks", &key, None).json();
     assert_eq!(listed["webhooks"], json!([]), "nothing was created");
+}
+
+/// Polls the system event ledger until an event with `code` appears (bounded).
+fn wait_for_event(d: &Daemon, code: &str) -> Value {
+    let admin = d.admin_key();
+    let deadline = std::time::Instant::now() + DELIVERY_WAIT_MAX;
+    loop {
+        let page = d.call("GET", &format!("/admin/v1/events?code={code}"), &admin, None).json();
+        if let Some(e) = page["events"].as_array().and_then(|a| a.first()).cloned() {
+            return e;
+        }
+        assert!(std::time::Instant::now() < deadline, "no {code} event: {page}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A suspended tenant's webhooks send nothing: the attempt in flight when
+/// it was suspended fails, and its retries are refused before any request,
+/// until the delivery is given up.
+#[test]
+fn a_suspended_tenant_gets_no_deliveries() {
+    let receiver = Receiver::start(&[HOLD]);
+    let d = Daemon::start(Some(FAST_RETRIES));
+    let key = d.tenant_with_key("acme");
+    let id = create(&d, &key, "orders", &receiver.url("/s"))["id"].as_str().expect("id").to_owned();
+    append(&d, &key, "orders", json!(1));
+    assert_eq!(receiver.next().header("webhook-id"), format!("msg_{id}_0"));
+    let admin = d.admin_key();
+    assert_eq!(d.call("POST", "/admin/v1/tenants/acme/suspend", &admin, None).status, 200);
+    receiver.release();
+    let event = wait_for_event(&d, "webhook.delivery_failed");
+    let detail = event["detail"].as_str().expect("detail");
+    assert!(detail.contains("after 3 attempts: tenant suspended"), "{detail}");
+    receiver.assert_idle();
+}
+
+/// The address is checked before every attempt, not only at creation: an
+/// endpoint made while private destinations were allowed gets nothing once
+/// they are not.
+#[test]
+fn the_address_is_checked_again_before_every_attempt() {
+    let receiver = Receiver::start(&[]);
+    let root = tempfile::tempdir().expect("root");
+    let mut d = Daemon::launch(root.path(), Some(FAST_RETRIES), &[]).expect("start");
+    let key = d.tenant_with_key("acme");
+    let id = create(&d, &key, "orders", &receiver.url("/private"))["id"].as_str().expect("id").to_owned();
+    d.signal("TERM");
+    assert!(d.wait().success());
+
+    let strict = format!("{FAST_RETRIES}allow_private_destinations = false\n");
+    let d = Daemon::launch(root.path(), Some(&strict), &[]).expect("restart");
+    append(&d, &key, "orders", json!(1));
+    let event = wait_for_event(&d, "webhook.delivery_failed");
+    assert_eq!(event["request_id"], format!("msg_{id}_0"));
+    receiver.assert_idle();
+}
+
+/// SIGTERM while a receiver holds a delivery: annald still stops cleanly
+/// within its grace (the attempt is cut, its row kept), even with a
+/// two-minute attempt timeout.
+#[test]
+fn shutdown_does_not_wait_for_a_slow_receiver() {
+    // Both the attempt before and the one after the restart are held, so
+    // the row is still pending when it is looked at.
+    let receiver = Receiver::start(&[HOLD, HOLD]);
+    let root = tempfile::tempdir().expect("root");
+    let slow = "[webhooks]\ntimeout_ms = 120000\n[shutdown]\ngrace_ms = 1000\n";
+    let mut d = Daemon::launch(root.path(), Some(slow), &[]).expect("start");
+    let key = d.tenant_with_key("acme");
+    let id = create(&d, &key, "orders", &receiver.url("/held"))["id"].as_str().expect("id").to_owned();
+    append(&d, &key, "orders", json!(1));
+    assert_eq!(receiver.next().header("webhook-id"), format!("msg_{id}_0"));
+    d.signal("TERM");
+    // `wait` gives up after 60 s, well before the attempt's own timeout.
+    assert!(d.wait().success());
+    assert!(d.log().iter().any(|l| l.contains("stopped cleanly")), "{:?}", d.log());
+    let d = Daemon::launch(root.path(), Some(slow), &[]).expect("restart");
+    let w = d.call("GET", &format!("/v1/webhooks/{id}"), &key, None).json();
+    assert_eq!(w["pending"], 1, "the cut attempt's row is kept: {w}");
 }

@@ -151,7 +151,8 @@ struct CreateBody {
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Checks an endpoint URL as the worker will before every delivery: its
-/// shape, then every address its host resolves to.
+/// shape (`webhook.url_invalid`), then every address its host resolves to
+/// (`webhook.url_forbidden`).
 async fn check_url(hooks: &Webhooks, url: &str) -> Result<(), ApiError> {
     if url.len() > WEBHOOK_URL_BYTES_MAX {
         return Err(ApiError::WebhookUrlInvalid {
@@ -159,14 +160,15 @@ async fn check_url(hooks: &Webhooks, url: &str) -> Result<(), ApiError> {
         });
     }
     let parsed = target::parse(url).map_err(|e| ApiError::WebhookUrlInvalid { detail: e.to_string() })?;
-    match target::resolve(&parsed, &hooks.policy, RESOLVE_TIMEOUT).await {
-        Ok(_) => Ok(()),
-        // Not which address: that would tell a tenant where internal names point.
-        Err(target::TargetError::Forbidden { .. }) => Err(ApiError::WebhookUrlForbidden {
-            detail: "the host resolves to a loopback, private or otherwise non-public address".into(),
-        }),
-        Err(e) => Err(ApiError::WebhookUrlInvalid { detail: e.to_string() }),
-    }
+    // One answer whether the host does not resolve or resolves somewhere
+    // forbidden, and never which address: otherwise a tenant could map
+    // which internal names exist and where they point.
+    target::resolve(&parsed, &hooks.policy, RESOLVE_TIMEOUT).await.map(drop).map_err(|e| {
+        log::info!("webhook url refused: {e}");
+        ApiError::WebhookUrlForbidden {
+            detail: "the host does not resolve to allowed (public) addresses".into(),
+        }
+    })
 }
 
 async fn create(ledger: String, headers: HeaderMap, body: Bytes, app: Arc<App>) -> Response {

@@ -20,7 +20,9 @@ use tokio::task::JoinSet;
 use super::{Webhooks, client, sign, target};
 use crate::app::{App, now_ms};
 use crate::events::{Event, Kind};
-use crate::limits::{WEBHOOK_ENQUEUE_PER_PASS_MAX, WEBHOOK_INTERVAL_MS, WEBHOOK_RESPONSE_BYTES_MAX};
+use crate::limits::{
+    WEBHOOK_DRAIN_MS, WEBHOOK_ENQUEUE_PER_PASS_MAX, WEBHOOK_INTERVAL_MS, WEBHOOK_RESPONSE_BYTES_MAX,
+};
 
 /// The system event code of a delivery given up.
 pub const DELIVERY_FAILED_CODE: &str = "webhook.delivery_failed";
@@ -59,7 +61,8 @@ pub async fn run(app: Arc<App>, hooks: Arc<Webhooks>, mut stop: watch::Receiver<
     let mut filled_at = None;
     let mut last_fill: Option<Instant> = None;
     loop {
-        if *stop.borrow() {
+        // Draining starts at SIGTERM: no new attempt from then on.
+        if *stop.borrow() || app.state.is_draining() {
             break;
         }
         // Move new records into the outbox when anything was committed since
@@ -107,7 +110,17 @@ pub async fn run(app: Arc<App>, hooks: Arc<Webhooks>, mut stop: watch::Receiver<
             _ = stop.changed() => {}
         }
     }
-    while in_flight.join_next().await.is_some() {}
+    // Attempts in flight get a bounded time to finish; the rest are cut.
+    // Their rows stay in the outbox and are sent again after the restart
+    // (delivery is at least once).
+    let drained = tokio::time::timeout(Duration::from_millis(WEBHOOK_DRAIN_MS), async {
+        while in_flight.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        log::warn!("webhooks: {} attempt(s) cut at shutdown; they will be sent again", in_flight.len());
+        in_flight.abort_all();
+    }
     log::info!("webhook worker stopped");
 }
 
@@ -132,6 +145,16 @@ fn fill(store: &Store) -> bool {
     };
     let mut complete = true;
     for e in endpoints.iter().filter(|e| e.disabled_ms.is_none()) {
+        // A suspended tenant's records wait (its cursor stays) until it is resumed.
+        match suspended(store, &e.tenant) {
+            Ok(false) => {}
+            Ok(true) => continue,
+            Err(err) => {
+                log::error!("webhooks: tenant of {}: {err:?}", e.id);
+                complete = false;
+                continue;
+            }
+        }
         let size = match store.ledger_state(&e.tenant, &e.ledger) {
             Ok(state) => state.map_or(0, |s| s.size),
             Err(err) => {
@@ -155,6 +178,10 @@ fn fill(store: &Store) -> bool {
     complete
 }
 
+fn suspended(store: &Store, tenant: &annal_chain::TenantId) -> Result<bool, annal_store::ReadError> {
+    Ok(store.tenant(tenant)?.is_none_or(|t| t.status == annal_store::TenantStatus::Suspended))
+}
+
 /// What one attempt came to.
 enum Attempt {
     Delivered,
@@ -172,7 +199,7 @@ async fn deliver(app: Arc<App>, hooks: Arc<Webhooks>, d: Delivery) -> u64 {
     let id = d.id;
     let outcome = tokio::task::spawn_blocking(move || settle(&store, &settings, &d, attempt)).await;
     match outcome {
-        Ok(Some(event)) => app.events.record(event),
+        Ok(Some(event)) => app.events.record_unbudgeted(event),
         Ok(None) => {}
         Err(e) => log::error!("webhooks: settling delivery {id} failed: {e}"),
     }
@@ -184,6 +211,11 @@ async fn attempt(app: &App, hooks: &Webhooks, d: &Delivery) -> Attempt {
     let (endpoint, ledger, tenant, seq) = (d.endpoint.clone(), d.ledger.clone(), d.tenant.clone(), d.seq);
     let read = tokio::task::spawn_blocking(move || {
         let endpoint = store.webhook(&endpoint).map_err(|e| format!("endpoint unreadable: {e:?}"))?;
+        // Nothing leaves for a suspended tenant: the attempt fails and is
+        // retried, so a resumed tenant still gets it.
+        if suspended(&store, &tenant).map_err(|e| format!("tenant unreadable: {e:?}"))? {
+            return Err("tenant suspended".to_owned());
+        }
         let record =
             store.record(&tenant, &ledger, Seq::new(seq)).map_err(|e| format!("record unreadable: {e:?}"))?;
         Ok::<_, String>((endpoint, record))
@@ -191,7 +223,13 @@ async fn attempt(app: &App, hooks: &Webhooks, d: &Delivery) -> Attempt {
     .await;
     let (endpoint, record) = match read {
         Ok(Ok((Some(e), Some(r)))) if e.disabled_ms.is_none() => (e, r),
-        Ok(Ok((Some(_) | None, _))) => return Attempt::Moot,
+        // Disabled meanwhile (disabling drops pending rows; this one was in flight).
+        Ok(Ok((Some(_) | None, Some(_)))) => return Attempt::Moot,
+        // Enqueued records exist: a missing one is a store fault, never skipped silently.
+        Ok(Ok((_, None))) => {
+            log::error!("webhooks: record {} of a delivery to {} is missing", d.seq, d.endpoint);
+            return Attempt::Failed("record missing from the store".into());
+        }
         Ok(Err(reason)) => return Attempt::Failed(reason),
         Err(e) => return Attempt::Failed(format!("read task failed: {e}")),
     };
@@ -227,18 +265,21 @@ async fn send(hooks: &Webhooks, endpoint: &WebhookEndpoint, seq: u64, body: byte
     };
     // Resolved and checked on every attempt, and connected to as checked:
     // a host that now resolves somewhere forbidden gets nothing.
+    // One deadline for the whole attempt: resolving, connecting, sending, reading.
+    let deadline = tokio::time::Instant::now() + timeout;
     let addrs = match target::resolve(&target, &hooks.policy, timeout).await {
         Ok(a) => a,
         Err(e) => return Attempt::Failed(e.to_string()),
     };
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
     let headers = [
         ("webhook-id", msg_id),
         ("webhook-timestamp", timestamp_s.to_string()),
         ("webhook-signature", signature),
     ];
     let limits = client::Limits {
-        connect_timeout: timeout,
-        total_timeout: timeout,
+        connect_timeout: left,
+        total_timeout: left,
         response_bytes_max: WEBHOOK_RESPONSE_BYTES_MAX,
     };
     let request = client::Request { target: &target, addrs: &addrs, headers: &headers, body };
