@@ -273,6 +273,8 @@ fn production_refuses_unsafe_starts() {
     );
     check(Some(prod(&both, "")), &[("RUST_LOG", "debug")], "RUST_LOG=debug");
     check(Some(prod(&both, "[migrations]\napply_on_start = true\n")), &[], "apply_on_start");
+    let private = "[webhooks]\nallow_private_destinations = true\n";
+    check(Some(prod(&both, private)), &[], "allow_private_destinations");
     // With everything in place, production migrates deliberately, then starts.
     let data = root.path().join("data");
     let (code, _, err) = run(&["migrate", "up", "--data-dir", data.to_str().expect("utf-8")]);
@@ -280,6 +282,43 @@ fn production_refuses_unsafe_starts() {
     let d = Daemon::launch(root.path(), Some(&prod(&both, "")), &[]).expect("production starts");
     assert_eq!(ready(&d).0, 200, "{}", ready(&d).1);
     assert!(!d.data_dir().join("dev-admin.key").exists(), "production generates no keys");
+    assert!(!d.data_dir().join("dev-webhook.key").exists(), "production generates no keys");
+
+    // Without a webhook key webhooks are off, and say so.
+    let admin_key = "a".repeat(40);
+    let key = tenant_key(&d, &admin_key);
+    let hook = serde_json::json!({"url": "http://93.184.216.34/hook"});
+    let r = d.call("POST", "/v1/ledgers/orders/webhooks", &key, Some(&hook));
+    assert_eq!((r.status, r.json()["code"].clone()), (409, "webhook.not_configured".into()));
+    assert!(d.log().iter().any(|l| l.contains("webhooks off")), "{:?}", d.log());
+    drop(d);
+
+    // With one, they work; nothing is appended, so nothing is sent off the host.
+    let webhook_key = root.path().join("webhook.key");
+    let (code, out, err) =
+        run(&["keys", "generate-webhook-key", "--out", webhook_key.to_str().expect("utf-8")]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("fingerprint "), "{out}");
+    let with_key = format!("{both}webhook_key_file = \"{}\"\n", webhook_key.display());
+    let d = Daemon::launch(root.path(), Some(&prod(&with_key, "")), &[]).expect("production starts");
+    let r = d.call("POST", "/v1/ledgers/orders/webhooks", &key, Some(&hook));
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let r = d.call(
+        "POST",
+        "/v1/ledgers/orders/webhooks",
+        &key,
+        Some(&serde_json::json!({"url": "http://10.0.0.1/"})),
+    );
+    assert_eq!(r.json()["code"], "webhook.url_forbidden", "production delivers to public addresses only");
+}
+
+/// Creates tenant `acme` with the given admin key and returns a key for it.
+fn tenant_key(d: &Daemon, admin: &str) -> String {
+    let r = d.call("POST", "/admin/v1/tenants", admin, Some(&serde_json::json!({"id": "acme"})));
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let r = d.call("POST", "/admin/v1/tenants/acme/keys", admin, None);
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    r.json()["key"].as_str().expect("key").to_owned()
 }
 
 #[test]
