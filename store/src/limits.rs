@@ -102,8 +102,9 @@ pub const WEBHOOK_SECRET_VERSIONS_MAX: u32 = 64;
 /// Pending deliveries per endpoint: an endpoint that is down stops its
 /// cursor here instead of growing the outbox.
 pub const PENDING_PER_ENDPOINT_MAX: u64 = 256;
-/// Pending deliveries store-wide: bounds the outbox scans of
-/// `due_deliveries`, `next_delivery_due` and `disable_webhook`.
+/// Pending deliveries store-wide: bounds the outbox (and its due index)
+/// and the outbox scan of `disable_webhook`; `due_deliveries` and
+/// `next_delivery_due` read the due index instead.
 pub const OUTBOX_ROWS_MAX: u64 = 65_536;
 /// Most deliveries one `due_deliveries` call returns.
 pub const DUE_DELIVERIES_MAX: usize = 1024;

@@ -13,7 +13,7 @@ use crate::error::{MaintenanceError, OpenError, ReadError};
 use crate::hwm::{self, LedgerMark, Mark};
 use crate::schema::{
     API_KEYS, CHECKPOINTS, IDEMPOTENCY, IDENTITY, LEDGER_NAMES, LEDGERS, LOG, META, META_RECORDS_TOTAL,
-    MIGRATIONS, NODES, OUTBOX, RECORDS, TENANTS, WEBHOOKS,
+    MIGRATIONS, NODES, OUTBOX, RECORDS, TENANTS, WEBHOOK_DUE, WEBHOOKS,
 };
 use crate::store::{DB_FILE_NAME, OpenOptions, Store, decode_record, key_of};
 use crate::tail::stored_values;
@@ -159,6 +159,7 @@ impl Store {
         copy_table(&snap.txn, &dst, API_KEYS, progress)?;
         copy_table(&snap.txn, &dst, WEBHOOKS, progress)?;
         copy_table(&snap.txn, &dst, OUTBOX, progress)?;
+        copy_table(&snap.txn, &dst, WEBHOOK_DUE, progress)?;
         copy_table(&snap.txn, &dst, LOG, progress)?;
         // Durable, and with it every copying commit before it.
         let mut txn = dst.begin_write().map_err(db_err)?;
@@ -258,7 +259,10 @@ impl Store {
     /// Merkle node, ledger head, and every checkpoint's root and signature.
     /// Signatures are checked against `trusted` and the keys the identity
     /// log proves from its genesis (which must be one of `trusted` when any
-    /// are given). Stops at the first failure.
+    /// are given). Then checks that the webhook outbox's due index holds
+    /// exactly one entry per outbox row (a failure of tenant "" and ledger
+    /// `webhook_outbox`, with the delivery id as `seq` when one row is
+    /// wrong). Stops at the first failure.
     pub fn check(&self, trusted: &[TrustedKey]) -> Result<CheckReport, ReadError> {
         let mut report = CheckReport { ledgers: 0, records: 0, checkpoints: 0, failure: None };
         let keys = match self.trusted_keys(trusted)? {
@@ -376,6 +380,13 @@ impl Store {
                 return Ok(report);
             }
         }
+        let outbox = crate::webhooks::due_index_failure(&snap.txn).map_err(|e| self.storage(e))?;
+        report.failure = outbox.map(|(id, what)| CheckFailure {
+            tenant: String::new(),
+            ledger: "webhook_outbox".into(),
+            seq: id,
+            what: what.to_owned(),
+        });
         Ok(report)
     }
 }

@@ -6,7 +6,7 @@
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
-use crate::codec::{self, StoredMigration};
+use crate::codec::{self, StoredDelivery, StoredMigration};
 
 /// Store-wide counters: `records_total`, `next_ledger_id`.
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -37,6 +37,10 @@ pub(crate) const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("t
 pub(crate) const API_KEYS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("api_keys");
 pub(crate) const WEBHOOKS: TableDefinition<&str, &[u8]> = TableDefinition::new("webhook_endpoints");
 pub(crate) const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("webhook_outbox");
+/// `(next_attempt_ms, outbox id)` → nothing: exactly one entry per outbox
+/// row, so the due deliveries and the earliest due time are a range read
+/// instead of an outbox scan (migration 5).
+pub(crate) const WEBHOOK_DUE: TableDefinition<(u64, u64), ()> = TableDefinition::new("webhook_outbox_due");
 /// Log position → ledger id (LE) ‖ seq (LE) ‖ `StoredRecord`: records not yet
 /// moved into `records` (tail.rs). Emptied by every flush.
 pub(crate) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("append_log");
@@ -123,6 +127,29 @@ fn nodes_by_end(txn: &WriteTransaction) -> Result<(), redb::Error> {
     Ok(())
 }
 
+/// Indexes every outbox row by its due time, one row at a time. A row that
+/// does not decode, or an index that is not empty before, refuses the
+/// migration.
+fn outbox_due(txn: &WriteTransaction) -> Result<(), redb::Error> {
+    let outbox = txn.open_table(OUTBOX)?;
+    let mut due = txn.open_table(WEBHOOK_DUE)?;
+    if due.first()?.is_some() {
+        return Err(redb::Error::Corrupted("webhook_outbox_due is not empty before migration 5".into()));
+    }
+    for row in outbox.iter()? {
+        let (id, value) = row?;
+        let id = id.value();
+        let Ok(delivery) = codec::decode::<StoredDelivery>(value.value()) else {
+            return Err(redb::Error::Corrupted(format!("webhook outbox row {id} does not decode")));
+        };
+        // Ids are distinct, so each key is new.
+        if due.insert((delivery.next_attempt_ms, id), ())?.is_some() {
+            return Err(redb::Error::Corrupted(format!("webhook outbox row {id} indexed twice")));
+        }
+    }
+    Ok(())
+}
+
 /// The migration steps, in order. Never edit an applied step: add one.
 pub static MIGRATION_STEPS: &[Migration] = &[
     Migration {
@@ -154,6 +181,13 @@ pub static MIGRATION_STEPS: &[Migration] = &[
         definition: "merkle_nodes_by_end:(ledger id u64, seq of the subtree's last leaf u64, level u8)->[u8;32] \
             levels>=4, filled from merkle_nodes:(u64,u8,u64), which is dropped",
         apply: nodes_by_end,
+    },
+    Migration {
+        id: 5,
+        name: "webhook outbox due index",
+        definition: "webhook_outbox_due:(next_attempt_ms u64, outbox id u64)->() one entry per \
+            webhook_outbox row, filled from webhook_outbox",
+        apply: outbox_due,
     },
 ];
 

@@ -7,7 +7,9 @@
 //! and their times, the daemon holds or derives the keys. A disabled
 //! endpoint is kept for good and never changes again. Every endpoint row
 //! counts its own outbox rows (`pending`), so each outbox write also writes
-//! the endpoint row, in the same transaction.
+//! the endpoint row, in the same transaction. Every outbox row has exactly
+//! one entry `(next_attempt_ms, id)` in the due index, written in the same
+//! transaction as the row; reads check each entry against its row.
 
 use annal_chain::{LedgerName, TenantId};
 use redb::{Durability, ReadableTable, ReadableTableMetadata, Table};
@@ -19,7 +21,7 @@ use crate::limits::{
     WEBHOOK_ENDPOINTS_PER_TENANT_MAX, WEBHOOK_ID_BYTES_MAX, WEBHOOK_ROWS_MAX, WEBHOOK_ROWS_PER_TENANT_MAX,
     WEBHOOK_SECRET_VERSIONS_MAX, WEBHOOK_SECRETS_ACTIVE_MAX, WEBHOOK_URL_BYTES_MAX,
 };
-use crate::schema::{META, OUTBOX, TENANTS, WEBHOOKS};
+use crate::schema::{META, OUTBOX, TENANTS, WEBHOOK_DUE, WEBHOOKS};
 use crate::store::Store;
 
 /// `meta` key: the next outbox id. Ids are never reused, so a receiver that
@@ -200,6 +202,7 @@ fn read_delivery(id: u64, bytes: &[u8]) -> Result<(StoredDelivery, Delivery), Co
 
 type Endpoints<'t> = Table<'t, &'static str, &'static [u8]>;
 type Outbox<'t> = Table<'t, u64, &'static [u8]>;
+type Due<'t> = Table<'t, (u64, u64), ()>;
 
 fn get_endpoint(table: &Endpoints<'_>, id: &str) -> Result<Option<(StoredWebhook, WebhookEndpoint)>, Abort> {
     let Some(value) = table.get(id)? else { return Ok(None) };
@@ -222,6 +225,68 @@ fn put_delivery(table: &mut Outbox<'_>, id: u64, s: &StoredDelivery) -> Result<D
     let delivery = delivery_of(id, s).map_err(Abort::Invariant)?;
     table.insert(id, codec::encode(s).as_slice())?;
     Ok(delivery)
+}
+
+/// Adds a delivery's due index entry; one already there is an entry of no
+/// row (ids are never reused), so the index is corrupt.
+fn index_due(due: &mut Due<'_>, next_attempt_ms: u64, id: u64) -> Result<(), Abort> {
+    if due.insert((next_attempt_ms, id), ())?.is_some() {
+        return Err(Abort::Corrupt(delivery_corruption(id, "due index entry exists before its delivery")));
+    }
+    Ok(())
+}
+
+/// Removes a delivery's due index entry, which must be there.
+fn unindex_due(due: &mut Due<'_>, next_attempt_ms: u64, id: u64) -> Result<(), Abort> {
+    if due.remove((next_attempt_ms, id))?.is_none() {
+        return Err(Abort::Corrupt(delivery_corruption(id, "delivery has no due index entry")));
+    }
+    Ok(())
+}
+
+/// The delivery a due index entry names, which must exist and be due at
+/// the entry's time: an index that disagrees with the outbox is never served.
+fn indexed_delivery(
+    outbox: &impl ReadableTable<u64, &'static [u8]>,
+    next_attempt_ms: u64,
+    id: u64,
+) -> Result<Result<Delivery, Corruption>, redb::StorageError> {
+    let Some(value) = outbox.get(id)? else {
+        return Ok(Err(delivery_corruption(id, "due index entry has no delivery")));
+    };
+    Ok(read_delivery(id, value.value()).and_then(|(_, delivery)| {
+        if delivery.next_attempt_ms == next_attempt_ms {
+            Ok(delivery)
+        } else {
+            Err(delivery_corruption(id, "delivery due time differs from its index entry"))
+        }
+    }))
+}
+
+/// The first thing wrong between the outbox and its due index, if
+/// anything: every row must have exactly its entry, and there must be no
+/// other entry. Streams the outbox (one row in memory) and compares the
+/// counts, so an extra entry is found without a second scan.
+pub(crate) fn due_index_failure(
+    txn: &redb::ReadTransaction,
+) -> Result<Option<(Option<u64>, &'static str)>, redb::Error> {
+    let outbox = txn.open_table(OUTBOX)?;
+    let due = txn.open_table(WEBHOOK_DUE)?;
+    for entry in outbox.iter()? {
+        let (k, v) = entry?;
+        let id = k.value();
+        let s = match read_delivery(id, v.value()) {
+            Ok((s, _)) => s,
+            Err(c) => return Ok(Some((Some(id), c.what))),
+        };
+        if due.get((s.next_attempt_ms, id))?.is_none() {
+            return Ok(Some((Some(id), "delivery has no due index entry")));
+        }
+    }
+    if due.len()? != outbox.len()? {
+        return Ok(Some((None, "due index has entries of no delivery")));
+    }
+    Ok(None)
 }
 
 /// How many seqs an endpoint may enqueue now: what the ledger has past its
@@ -436,8 +501,9 @@ impl Store {
         })
     }
 
-    /// Disables an endpoint for good and drops its pending deliveries, in
-    /// one transaction (a scan of the outbox, at most `OUTBOX_ROWS_MAX`).
+    /// Disables an endpoint for good and drops its pending deliveries and
+    /// their due index entries, in one transaction (a scan of the outbox, at
+    /// most `OUTBOX_ROWS_MAX`: disabling is rare).
     /// An endpoint already disabled is `Disabled`.
     pub fn disable_webhook(
         &self,
@@ -458,7 +524,7 @@ impl Store {
                 let (k, v) = entry?;
                 let (s, _) = read_delivery(k.value(), v.value()).map_err(Abort::Corrupt)?;
                 if s.endpoint == id {
-                    dropped.push(k.value());
+                    dropped.push((k.value(), s.next_attempt_ms));
                 }
             }
             if dropped.len() as u64 != row.pending {
@@ -467,8 +533,10 @@ impl Store {
                     "webhook pending count differs from the outbox",
                 )));
             }
-            for key in dropped {
+            let mut due = txn.open_table(WEBHOOK_DUE)?;
+            for (key, next_attempt_ms) in dropped {
                 outbox.remove(key)?;
+                unindex_due(&mut due, next_attempt_ms, key)?;
             }
             row.disabled_ms = Some(now_ms);
             row.pending = 0;
@@ -533,6 +601,7 @@ impl Store {
             };
             let first = counter.max(after_last);
             let end = first.checked_add(count).ok_or(Abort::Invariant("outbox ids exhausted"))?;
+            let mut due = txn.open_table(WEBHOOK_DUE)?;
             for (key, seq) in (first..end).zip(row.next_seq..) {
                 let delivery = StoredDelivery {
                     endpoint: id.to_owned(),
@@ -545,6 +614,7 @@ impl Store {
                     last_error: None,
                 };
                 put_delivery(&mut outbox, key, &delivery)?;
+                index_due(&mut due, now_ms, key)?;
             }
             meta.insert(META_NEXT_OUTBOX_ID, end)?;
             row.next_seq += count;
@@ -554,38 +624,50 @@ impl Store {
         })
     }
 
-    /// Deliveries due at `now_ms` (`next_attempt_ms <= now_ms`), oldest id
-    /// first, at most `max` and `DUE_DELIVERIES_MAX`. Scans the outbox.
+    /// Deliveries due at `now_ms` (`next_attempt_ms <= now_ms`), earliest
+    /// due first (then lowest id), at most `max` and `DUE_DELIVERIES_MAX`.
+    /// A range read of the due index: O(log n + returned rows). An index
+    /// entry that names no row, or a row due at another time, is `Corrupt`.
     pub fn due_deliveries(&self, now_ms: u64, max: usize) -> Result<Vec<Delivery>, ReadError> {
         let max = max.min(DUE_DELIVERIES_MAX);
         let snap = self.snapshot()?;
-        let table = snap.txn.open_table(OUTBOX).map_err(|e| self.storage(e))?;
+        let due = snap.txn.open_table(WEBHOOK_DUE).map_err(|e| self.storage(e))?;
+        let outbox = snap.txn.open_table(OUTBOX).map_err(|e| self.storage(e))?;
         let mut out = Vec::new();
-        for entry in table.iter().map_err(|e| self.storage(e))? {
+        for entry in due.range((0, 0)..=(now_ms, u64::MAX)).map_err(|e| self.storage(e))? {
             if out.len() >= max {
                 break;
             }
-            let (k, v) = entry.map_err(|e| self.storage(e))?;
-            let (_, delivery) = read_delivery(k.value(), v.value()).map_err(ReadError::Corrupt)?;
-            if delivery.next_attempt_ms <= now_ms {
-                out.push(delivery);
-            }
+            let (k, _) = entry.map_err(|e| self.storage(e))?;
+            let (next_attempt_ms, id) = k.value();
+            out.push(self.indexed(&outbox, next_attempt_ms, id)?);
         }
         Ok(out)
     }
 
     /// The earliest `next_attempt_ms` in the outbox (how long the worker may
-    /// sleep), `None` when it is empty. Scans the outbox.
+    /// sleep), `None` when it is empty: the first due index entry, checked
+    /// against its row.
     pub fn next_delivery_due(&self) -> Result<Option<u64>, ReadError> {
         let snap = self.snapshot()?;
-        let table = snap.txn.open_table(OUTBOX).map_err(|e| self.storage(e))?;
-        let mut earliest: Option<u64> = None;
-        for entry in table.iter().map_err(|e| self.storage(e))? {
-            let (k, v) = entry.map_err(|e| self.storage(e))?;
-            let (_, delivery) = read_delivery(k.value(), v.value()).map_err(ReadError::Corrupt)?;
-            earliest = Some(earliest.map_or(delivery.next_attempt_ms, |e| e.min(delivery.next_attempt_ms)));
-        }
-        Ok(earliest)
+        let due = snap.txn.open_table(WEBHOOK_DUE).map_err(|e| self.storage(e))?;
+        let Some((k, _)) = due.first().map_err(|e| self.storage(e))? else { return Ok(None) };
+        let (next_attempt_ms, id) = k.value();
+        let outbox = snap.txn.open_table(OUTBOX).map_err(|e| self.storage(e))?;
+        self.indexed(&outbox, next_attempt_ms, id)?;
+        Ok(Some(next_attempt_ms))
+    }
+
+    /// [`indexed_delivery`] for a read: a storage error fails the store.
+    fn indexed(
+        &self,
+        outbox: &impl ReadableTable<u64, &'static [u8]>,
+        next_attempt_ms: u64,
+        id: u64,
+    ) -> Result<Delivery, ReadError> {
+        indexed_delivery(outbox, next_attempt_ms, id)
+            .map_err(|e| self.storage(e))?
+            .map_err(ReadError::Corrupt)
     }
 
     /// How many deliveries of an endpoint are pending (0 for no endpoint).
@@ -603,7 +685,8 @@ impl Store {
     }
 
     /// A delivery failed and will be retried at `next_attempt_ms`: one more
-    /// attempt counted, `error` kept (cut to `DELIVERY_ERROR_BYTES_MAX`).
+    /// attempt counted, `error` kept (cut to `DELIVERY_ERROR_BYTES_MAX`),
+    /// its due index entry moved.
     pub fn reschedule_delivery(
         &self,
         id: u64,
@@ -615,6 +698,9 @@ impl Store {
             let Some((mut row, _)) = get_delivery(&outbox, id)? else {
                 return Ok(Err(WebhookRefusal::NoDelivery));
             };
+            let mut due = txn.open_table(WEBHOOK_DUE)?;
+            unindex_due(&mut due, row.next_attempt_ms, id)?;
+            index_due(&mut due, next_attempt_ms, id)?;
             row.attempts = row.attempts.saturating_add(1);
             row.next_attempt_ms = next_attempt_ms;
             row.last_error = Some(truncated(error, DELIVERY_ERROR_BYTES_MAX));
@@ -629,13 +715,14 @@ impl Store {
     }
 }
 
-/// Takes a delivery out of the outbox and out of its endpoint's count.
+/// Takes a delivery out of the outbox, the due index and its endpoint's count.
 fn settle(txn: &redb::WriteTransaction, id: u64) -> Outcome<Delivery> {
     let mut outbox = txn.open_table(OUTBOX)?;
     let Some((row, delivery)) = get_delivery(&outbox, id)? else {
         return Ok(Err(WebhookRefusal::NoDelivery));
     };
     outbox.remove(id)?;
+    unindex_due(&mut txn.open_table(WEBHOOK_DUE)?, row.next_attempt_ms, id)?;
     let mut table = txn.open_table(WEBHOOKS)?;
     let owner = get_endpoint(&table, &row.endpoint)?;
     let Some((mut endpoint, _)) = owner.filter(|(e, _)| e.disabled_ms.is_none() && e.pending > 0) else {

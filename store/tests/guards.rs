@@ -475,22 +475,18 @@ fn migrations_are_checked_at_open() {
 fn a_refused_head_leaves_the_database_unmigrated() {
     use redb::{ReadableDatabase, TableHandle};
     const MIGRATIONS: redb::TableDefinition<u32, &[u8]> = redb::TableDefinition::new("schema_migrations");
-    const BY_END: redb::TableDefinition<(u64, u64, u8), [u8; 32]> =
-        redb::TableDefinition::new("merkle_nodes_by_end");
-    const BY_LEVEL: redb::TableDefinition<(u64, u8, u64), [u8; 32]> =
-        redb::TableDefinition::new("merkle_nodes");
+    const DUE: redb::TableDefinition<(u64, u64), ()> = redb::TableDefinition::new("webhook_outbox_due");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(annal_store::DB_FILE_NAME);
     let head = annal_store::code_head();
     append_and_close(dir.path(), 0..3);
-    // Back to the layout before the last step (no nodes: fewer than 16 records).
+    // Back to the layout before the last step (migration 5: no webhook outbox due index).
     {
         let db = redb::Database::open(&path).unwrap();
         let mut txn = db.begin_write().unwrap();
         txn.set_durability(redb::Durability::Immediate).unwrap();
         txn.open_table(MIGRATIONS).unwrap().remove(head).unwrap();
-        txn.delete_table(BY_END).unwrap();
-        txn.open_table(BY_LEVEL).unwrap();
+        assert!(txn.delete_table(DUE).unwrap());
         txn.commit().unwrap();
     }
     let tables = || -> Vec<String> {
@@ -501,7 +497,7 @@ fn a_refused_head_leaves_the_database_unmigrated() {
     let status = annal_store::migration_status(dir.path()).unwrap();
     assert_eq!((status.head, status.pending.clone()), (head - 1, vec![head]));
     let layout = tables();
-    assert!(layout.iter().any(|t| t == "merkle_nodes"), "{layout:?}");
+    assert!(!layout.iter().any(|t| t == "webhook_outbox_due"), "{layout:?}");
     for apply_pending_migrations in [true, false] {
         let options =
             OpenOptions { expected_head: Some(head - 1), apply_pending_migrations, ..OpenOptions::default() };
@@ -565,14 +561,17 @@ fn migration_4_rekeys_merkle_nodes_by_end() {
             for ((id, end, level), hash) in &before {
                 old.insert((*id, *level, ((end + 1) >> level) - 1), hash).unwrap();
             }
+            // Migration 5 (the webhook outbox due index) is undone too.
             txn.open_table(MIGRATIONS).unwrap().remove(4).unwrap();
+            txn.open_table(MIGRATIONS).unwrap().remove(5).unwrap();
         }
         txn.delete_table(BY_END).unwrap();
+        txn.delete_table(redb::TableDefinition::<(u64, u64), ()>::new("webhook_outbox_due")).unwrap();
         txn.commit().unwrap();
         before
     };
     let status = annal_store::migration_status(dir.path()).unwrap();
-    assert_eq!((status.head, status.pending), (3, vec![4]));
+    assert_eq!((status.head, status.pending), (3, vec![4, 5]));
     let s = open(dir.path());
     assert_eq!(proofs(&s), expected);
     assert_eq!(s.check(&[]).unwrap().failure, None);

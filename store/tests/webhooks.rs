@@ -2,11 +2,16 @@
 //! reads and lists; every refusal writes nothing; secret versions rotate
 //! within their caps and the last active one stays; the cursor follows
 //! appends within the pending caps and never skips or repeats a seq; a
-//! disabled endpoint loses its deliveries and enqueues no more; due order,
-//! retries and settling; ids never reused; everything survives a reopen and
-//! a backup/restore; a corrupt row reads as `Corrupt`. Method: scenarios
-//! against a real store in a temporary directory, asserting exact outcomes
-//! and the whole webhook state around each refusal.
+//! disabled endpoint loses its deliveries and enqueues no more; due order
+//! (earliest due first, then id), retries and settling; the due index holds
+//! exactly one entry per outbox row through every write, migration 5 builds
+//! it for an outbox that predates it, backup/restore keeps it, and `check`
+//! finds it wrong; ids never reused; everything survives a reopen and a
+//! backup/restore; a corrupt row or index entry reads as `Corrupt`. Method:
+//! scenarios against a real store in a temporary directory, asserting exact
+//! outcomes and the whole webhook state around each refusal; random
+//! outbox writes checked against a model (a sorted set of (due, id)); the
+//! raw index read back through redb.
 
 mod common;
 
@@ -15,8 +20,16 @@ use annal_store::limits::{
     WEBHOOK_ROWS_PER_TENANT_MAX, WEBHOOK_SECRET_VERSIONS_MAX, WEBHOOK_SECRETS_ACTIVE_MAX,
     WEBHOOK_URL_BYTES_MAX,
 };
-use annal_store::{Delivery, ReadError, Store, WebhookEndpoint, WebhookRefusal, WebhookSecret, WriteError};
+use annal_store::{
+    CheckFailure, Delivery, OpenError, OpenOptions, ReadError, Store, WebhookEndpoint, WebhookRefusal,
+    WebhookSecret, WriteError,
+};
 use common::*;
+use proptest::prelude::*;
+use redb::{ReadableDatabase, ReadableTable};
+
+const DUE: redb::TableDefinition<(u64, u64), ()> = redb::TableDefinition::new("webhook_outbox_due");
+const MIGRATIONS: redb::TableDefinition<u32, &[u8]> = redb::TableDefinition::new("schema_migrations");
 
 fn endpoint(id: &str, t: &str, l: &str, next_seq: u64) -> WebhookEndpoint {
     WebhookEndpoint {
@@ -43,7 +56,7 @@ fn create(s: &Store, e: &WebhookEndpoint) -> WebhookEndpoint {
     s.create_webhook(e).unwrap().expect("created")
 }
 
-/// Every delivery in the outbox, oldest id first.
+/// Every delivery in the outbox, earliest due first, then lowest id.
 fn outbox(s: &Store) -> Vec<Delivery> {
     s.due_deliveries(u64::MAX, DUE_DELIVERIES_MAX).unwrap()
 }
@@ -63,6 +76,27 @@ fn append_n(s: &Store, t: &str, l: &str, n: u64) {
 
 fn seqs(deliveries: &[Delivery]) -> Vec<u64> {
     deliveries.iter().map(|d| d.seq).collect()
+}
+
+fn ids(deliveries: &[Delivery]) -> Vec<u64> {
+    deliveries.iter().map(|d| d.id).collect()
+}
+
+/// Runs one durable write transaction on the closed store's database file.
+fn raw_write(dir: &std::path::Path, f: impl FnOnce(&redb::WriteTransaction)) {
+    let db = redb::Database::open(dir.join(annal_store::DB_FILE_NAME)).unwrap();
+    let mut txn = db.begin_write().unwrap();
+    txn.set_durability(redb::Durability::Immediate).unwrap();
+    f(&txn);
+    txn.commit().unwrap();
+}
+
+/// The due index of the closed store, in key order.
+fn due_index(dir: &std::path::Path) -> Vec<(u64, u64)> {
+    let db = redb::Database::open(dir.join(annal_store::DB_FILE_NAME)).unwrap();
+    let txn = db.begin_read().unwrap();
+    let table = txn.open_table(DUE).unwrap();
+    table.iter().unwrap().map(|e| e.unwrap().0.value()).collect()
 }
 
 #[test]
@@ -305,10 +339,16 @@ fn disable_drops_pending_and_freezes_the_endpoint() {
     create(&s, &endpoint("wh_b", "acme", "orders", 0));
     append_n(&s, "acme", "orders", 4);
     assert_eq!(s.enqueue_deliveries("wh_a", 100, 1).unwrap(), Ok(4));
-    assert_eq!(s.enqueue_deliveries("wh_b", 100, 1).unwrap(), Ok(4));
+    assert_eq!(s.enqueue_deliveries("wh_b", 100, 2).unwrap(), Ok(4));
     let a_ids: Vec<u64> = outbox(&s).iter().filter(|d| d.endpoint == "wh_a").map(|d| d.id).collect();
+    s.reschedule_delivery(a_ids[3], 9, "503").unwrap().unwrap();
+    assert_eq!(s.next_delivery_due().unwrap(), Some(1));
 
+    // The dropped deliveries leave the due index too: the earliest due is
+    // now wh_b's, and none of wh_a's (at 1 or rescheduled to 9) is served.
     let e = s.disable_webhook("wh_a", 50).unwrap().unwrap();
+    assert_eq!(s.next_delivery_due().unwrap(), Some(2));
+    assert_eq!(ids(&s.due_deliveries(1, 10).unwrap()), Vec::<u64>::new());
     assert_eq!((e.disabled_ms, e.next_seq), (Some(50), 4));
     assert_eq!(s.webhook("wh_a").unwrap(), Some(e));
     assert_eq!(s.pending_deliveries("wh_a").unwrap(), 0);
@@ -326,6 +366,10 @@ fn disable_drops_pending_and_freezes_the_endpoint() {
     assert_eq!(s.disable_webhook("nope", 53).unwrap(), Err(WebhookRefusal::NoEndpoint));
     assert_eq!(state(&s), frozen);
     assert_eq!(s.enqueue_deliveries("wh_b", 100, 2).unwrap(), Ok(2));
+    let b_ids: Vec<u64> = outbox(&s).iter().map(|d| d.id).collect();
+    assert_eq!(b_ids, (5..=10).collect::<Vec<_>>());
+    drop(s);
+    assert_eq!(due_index(dir.path()), b_ids.iter().map(|&id| (2, id)).collect::<Vec<_>>());
 }
 
 #[test]
@@ -342,9 +386,17 @@ fn due_order_retries_and_settling() {
 
     let r = s.reschedule_delivery(1, 500, "connect refused").unwrap().unwrap();
     assert_eq!((r.attempts, r.next_attempt_ms, r.last_error.as_deref()), (1, 500, Some("connect refused")));
-    assert_eq!(s.due_deliveries(100, 10).unwrap().iter().map(|d| d.id).collect::<Vec<_>>(), [2, 3, 4]);
-    assert_eq!(s.due_deliveries(500, 10).unwrap().iter().map(|d| d.id).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    assert_eq!(ids(&s.due_deliveries(100, 10).unwrap()), [2, 3, 4]);
+    // Earliest due first: id 1 now comes after the ones due at 100.
+    assert_eq!(ids(&s.due_deliveries(500, 10).unwrap()), [2, 3, 4, 1]);
+    assert_eq!(ids(&s.due_deliveries(u64::MAX, 2).unwrap()), [2, 3]);
+    assert_eq!(ids(&s.due_deliveries(u64::MAX, 0).unwrap()), Vec::<u64>::new());
     assert_eq!(s.next_delivery_due().unwrap(), Some(100));
+    // Rescheduling earlier than the rest moves it to the front.
+    s.reschedule_delivery(4, 50, "reset").unwrap().unwrap();
+    assert_eq!(s.next_delivery_due().unwrap(), Some(50));
+    assert_eq!(ids(&s.due_deliveries(50, 10).unwrap()), [4]);
+    assert_eq!(ids(&s.due_deliveries(500, 10).unwrap()), [4, 2, 3, 1]);
     // A long error is cut at a char boundary within the cap.
     let long = "é".repeat(DELIVERY_ERROR_BYTES_MAX);
     let r = s.reschedule_delivery(2, 300, &long).unwrap().unwrap();
@@ -354,8 +406,10 @@ fn due_order_retries_and_settling() {
     let r = s.reschedule_delivery(2, 700, "503").unwrap().unwrap();
     assert_eq!((r.attempts, r.last_error.as_deref()), (2, Some("503")));
 
-    assert_eq!(s.complete_delivery(3).unwrap(), Ok(()));
+    assert_eq!(ids(&outbox(&s)), [4, 3, 1, 2]);
     assert_eq!(s.complete_delivery(4).unwrap(), Ok(()));
+    assert_eq!(s.next_delivery_due().unwrap(), Some(100));
+    assert_eq!(s.complete_delivery(3).unwrap(), Ok(()));
     assert_eq!(s.next_delivery_due().unwrap(), Some(500));
     let gone = s.abandon_delivery(1).unwrap().unwrap();
     assert_eq!((gone.id, gone.attempts, gone.seq, gone.next_attempt_ms), (1, 1, 0, 500));
@@ -373,6 +427,8 @@ fn due_order_retries_and_settling() {
     append_n(&s, "acme", "orders", 1);
     assert_eq!(s.enqueue_deliveries("wh", 100, 800).unwrap(), Ok(1));
     assert_eq!(outbox(&s).iter().map(|d| (d.id, d.seq)).collect::<Vec<_>>(), [(5, 4)]);
+    drop(s);
+    assert_eq!(due_index(dir.path()), [(800, 5)]);
 }
 
 /// A store with one endpoint per state: rotated secrets, a retried
@@ -401,7 +457,8 @@ fn everything_survives_reopen_and_restore() {
     let s = populated(dir.path());
     let before = state(&s);
     assert_eq!(before.0.len(), 3);
-    assert_eq!(before.1.iter().map(|d| (d.id, d.seq)).collect::<Vec<_>>(), [(2, 1), (3, 2), (4, 0), (5, 1)]);
+    // Due order: 3 at 200, 4 and 5 at 210, then 2 (rescheduled to 900).
+    assert_eq!(before.1.iter().map(|d| (d.id, d.seq)).collect::<Vec<_>>(), [(3, 2), (4, 0), (5, 1), (2, 1)]);
     let pending = |s: &Store| ["wh_a", "wh_b", "wh_off"].map(|id| s.pending_deliveries(id).unwrap());
     assert_eq!(pending(&s), [2, 2, 0]);
     drop(s);
@@ -418,13 +475,236 @@ fn everything_survives_reopen_and_restore() {
 
     let rdir = dir.path().join("restored");
     annal_store::restore(&bdir, &rdir).unwrap();
+    // The due index came along: it checks, and serves the same order.
+    assert_eq!(due_index(&rdir), POPULATED_DUE);
+    assert_eq!(annal_store::check(&rdir, &[]).unwrap().failure, None);
     let r = open(&rdir);
     assert_eq!(state(&r), before);
     assert_eq!(pending(&r), [2, 2, 0]);
+    assert_eq!(r.next_delivery_due().unwrap(), Some(200));
+    assert_eq!(ids(&r.due_deliveries(210, 10).unwrap()), [3, 4, 5]);
     // The restored outbox ids go on from the backup's, past the dropped ones.
     append_n(&r, "acme", "orders", 1);
     assert_eq!(r.enqueue_deliveries("wh_a", 100, 300).unwrap(), Ok(1));
-    assert_eq!(outbox(&r).last().map(|d| (d.id, d.seq)), Some((9, 3)));
+    let out = outbox(&r).iter().map(|d| (d.id, d.seq, d.next_attempt_ms)).collect::<Vec<_>>();
+    assert_eq!(out, [(3, 2, 200), (4, 0, 210), (5, 1, 210), (9, 3, 300), (2, 1, 900)]);
+}
+
+/// The due index of `populated`: (next_attempt_ms, id), in key order.
+const POPULATED_DUE: [(u64, u64); 4] = [(200, 3), (210, 4), (210, 5), (900, 2)];
+
+/// A store at head 4 (outbox rows, no due index) migrates to head 5 with
+/// the index filled from its rows, and serves and checks as one that had
+/// the index from the start.
+#[test]
+fn migration_5_indexes_an_existing_outbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = populated(dir.path());
+    let before = state(&s);
+    drop(s);
+    raw_write(dir.path(), |txn| {
+        txn.open_table(MIGRATIONS).unwrap().remove(5).unwrap();
+        assert!(txn.delete_table(DUE).unwrap());
+    });
+    let status = annal_store::migration_status(dir.path()).unwrap();
+    assert_eq!((status.head, status.pending), (4, vec![5]));
+    let no_apply = OpenOptions { apply_pending_migrations: false, ..OpenOptions::default() };
+    let err = Store::open(dir.path(), no_apply).unwrap_err();
+    assert!(matches!(err, OpenError::MigrationsPending { head: 4, ref pending } if pending == &[5]), "{err}");
+
+    let s = open(dir.path());
+    assert_eq!(s.migration_status().unwrap().head, 5);
+    assert_eq!(state(&s), before);
+    assert_eq!(s.next_delivery_due().unwrap(), Some(200));
+    assert_eq!(ids(&s.due_deliveries(899, 10).unwrap()), [3, 4, 5]);
+    assert_eq!(s.check(&[]).unwrap().failure, None);
+    // Writes keep the migrated index in step.
+    s.reschedule_delivery(3, 1_000, "503").unwrap().unwrap();
+    s.complete_delivery(4).unwrap().unwrap();
+    drop(s);
+    assert_eq!(due_index(dir.path()), [(210, 5), (900, 2), (1_000, 3)]);
+
+    // A row that does not decode refuses the migration, which writes nothing.
+    raw_write(dir.path(), |txn| {
+        txn.open_table(MIGRATIONS).unwrap().remove(5).unwrap();
+        assert!(txn.delete_table(DUE).unwrap());
+        let outbox: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("webhook_outbox");
+        txn.open_table(outbox).unwrap().insert(5, [0xff_u8; 3].as_slice()).unwrap();
+    });
+    assert!(matches!(Store::open(dir.path(), OpenOptions::default()), Err(OpenError::Database(_))));
+    let status = annal_store::migration_status(dir.path()).unwrap();
+    assert_eq!((status.head, status.pending), (4, vec![5]));
+}
+
+/// `check` finds a due index that disagrees with the outbox, and the
+/// reads never serve the entries that disagree.
+#[test]
+fn check_reports_a_wrong_due_index() {
+    type Edit = fn(&mut redb::Table<(u64, u64), ()>);
+    let cases: &[(&str, Edit, Option<u64>, &str)] = &[
+        ("entry removed", |t| drop(t.remove((210, 4)).unwrap()), Some(4), "delivery has no due index entry"),
+        (
+            "entry moved to another time",
+            |t| {
+                t.remove((900, 2)).unwrap();
+                t.insert((100, 2), ()).unwrap();
+            },
+            Some(2),
+            "delivery has no due index entry",
+        ),
+        (
+            "entry of no row",
+            |t| drop(t.insert((150, 77), ()).unwrap()),
+            None,
+            "due index has entries of no delivery",
+        ),
+        (
+            "extra entry of a row",
+            |t| drop(t.insert((150, 3), ()).unwrap()),
+            None,
+            "due index has entries of no delivery",
+        ),
+    ];
+    for (what, edit, id, failure) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        drop(populated(dir.path()));
+        raw_write(dir.path(), |txn| edit(&mut txn.open_table(DUE).unwrap()));
+        let expected = CheckFailure {
+            tenant: String::new(),
+            ledger: "webhook_outbox".into(),
+            seq: *id,
+            what: (*failure).into(),
+        };
+        let report = annal_store::check(dir.path(), &[]).unwrap();
+        assert_eq!(report.failure, Some(expected), "{what}");
+        assert_eq!((report.ledgers, report.records), (2, 5), "{what}: the ledgers were checked first");
+        // An entry at 100 or 150 is the first due: it names no row, or a row
+        // due at another time, so the reads refuse it instead of serving it.
+        let s = open(dir.path());
+        if *what != "entry removed" {
+            assert!(corrupt_read(s.next_delivery_due()), "{what}");
+            assert!(corrupt_read(s.due_deliveries(u64::MAX, 10)), "{what}");
+            assert!(corrupt_read(s.due_deliveries(150, 10)), "{what}");
+        }
+        assert_eq!(s.failure(), None, "{what}");
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    /// Enqueue up to `count` deliveries of endpoint `endpoint`, due at `now`.
+    Enqueue {
+        endpoint: usize,
+        count: usize,
+        now: u64,
+    },
+    Reschedule {
+        pick: usize,
+        at: u64,
+    },
+    Complete {
+        pick: usize,
+    },
+    Abandon {
+        pick: usize,
+    },
+    /// Disables endpoint 1 (endpoint 0 stays, so the run goes on).
+    Disable,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (0..2usize, 0..6usize, 0..40u64).prop_map(|(endpoint, count, now)| Op::Enqueue { endpoint, count, now }),
+        4 => (any::<usize>(), 0..40u64).prop_map(|(pick, at)| Op::Reschedule { pick, at }),
+        2 => any::<usize>().prop_map(|pick| Op::Complete { pick }),
+        1 => any::<usize>().prop_map(|pick| Op::Abandon { pick }),
+        1 => Just(Op::Disable),
+    ]
+}
+
+const MODEL_ENDPOINTS: [&str; 2] = ["wh_0", "wh_1"];
+
+/// After every write, due reads equal the model (a sorted set of (due, id)
+/// with each id's endpoint), and at the end the raw index equals it and
+/// `check` passes.
+fn run_model(ops: &[Op]) {
+    use std::collections::BTreeMap;
+    let dir = tempfile::tempdir().unwrap();
+    let s = with_tenants(dir.path(), &["acme"]);
+    for id in MODEL_ENDPOINTS {
+        create(&s, &endpoint(id, "acme", "orders", 0));
+    }
+    append_n(&s, "acme", "orders", 64);
+    // (due, id) -> endpoint index.
+    let mut model: BTreeMap<(u64, u64), usize> = BTreeMap::new();
+    let mut next_id = 1u64;
+    let mut disabled = false;
+    for op in ops {
+        let keys: Vec<(u64, u64)> = model.keys().copied().collect();
+        let picked = |pick: usize| (!keys.is_empty()).then(|| keys[pick % keys.len()]);
+        match *op {
+            Op::Enqueue { endpoint, count, now } => {
+                let got = s.enqueue_deliveries(MODEL_ENDPOINTS[endpoint], count, now).unwrap();
+                if endpoint == 1 && disabled {
+                    assert_eq!(got, Err(WebhookRefusal::Disabled));
+                    continue;
+                }
+                for _ in 0..got.unwrap() {
+                    model.insert((now, next_id), endpoint);
+                    next_id += 1;
+                }
+            }
+            Op::Reschedule { pick, at } => {
+                let Some(key) = picked(pick) else { continue };
+                let r = s.reschedule_delivery(key.1, at, "x").unwrap().unwrap();
+                assert_eq!((r.id, r.next_attempt_ms), (key.1, at));
+                let endpoint = model.remove(&key).unwrap();
+                model.insert((at, key.1), endpoint);
+            }
+            Op::Complete { pick } => {
+                let Some(key) = picked(pick) else { continue };
+                s.complete_delivery(key.1).unwrap().unwrap();
+                model.remove(&key);
+            }
+            Op::Abandon { pick } => {
+                let Some(key) = picked(pick) else { continue };
+                assert_eq!(s.abandon_delivery(key.1).unwrap().unwrap().next_attempt_ms, key.0);
+                model.remove(&key);
+            }
+            Op::Disable => {
+                let got = s.disable_webhook(MODEL_ENDPOINTS[1], 1).unwrap();
+                if disabled {
+                    assert_eq!(got.map(|_| ()), Err(WebhookRefusal::Disabled));
+                    continue;
+                }
+                got.unwrap();
+                disabled = true;
+                model.retain(|_, endpoint| *endpoint == 0);
+            }
+        }
+        assert_eq!(s.next_delivery_due().unwrap(), model.keys().next().map(|k| k.0), "{op:?}");
+        for now in [0, 10, 20, 39, u64::MAX] {
+            for max in [1, 3, DUE_DELIVERIES_MAX] {
+                let expected: Vec<(u64, u64)> =
+                    model.range(..=(now, u64::MAX)).map(|(k, _)| *k).take(max).collect();
+                let got: Vec<(u64, u64)> =
+                    s.due_deliveries(now, max).unwrap().iter().map(|d| (d.next_attempt_ms, d.id)).collect();
+                assert_eq!(got, expected, "{op:?} now {now} max {max}");
+            }
+        }
+    }
+    assert_eq!(s.check(&[]).unwrap().failure, None);
+    drop(s);
+    assert_eq!(due_index(dir.path()), model.keys().copied().collect::<Vec<_>>());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn due_index_follows_every_outbox_write(ops in prop::collection::vec(op(), 1..40)) {
+        run_model(&ops);
+    }
 }
 
 fn corrupt_read<T>(r: Result<T, ReadError>) -> bool {
@@ -456,9 +736,17 @@ fn corrupt_rows_read_as_corrupt() {
     assert!(corrupt_read(s.next_delivery_due()));
     assert!(matches!(s.add_webhook_secret("wh_b", 1), Err(WriteError::Corrupt(_))));
     assert!(matches!(s.complete_delivery(3), Err(WriteError::Corrupt(_))));
+    assert!(matches!(s.reschedule_delivery(3, 1, "x"), Err(WriteError::Corrupt(_))));
     // A corrupt webhook row stops webhook writes on it, not the store.
     assert_eq!(s.failure(), None);
     assert!(s.webhook("wh_a").unwrap().is_some());
-    assert_eq!(s.due_deliveries(u64::MAX, 1).unwrap().len(), 1);
+    s.complete_delivery(2).unwrap().unwrap();
     append_n(&s, "acme", "orders", 1);
+    // `check` reports the row the due index cannot be checked against.
+    drop(s);
+    let f = annal_store::check(dir.path(), &[]).unwrap().failure.unwrap();
+    assert_eq!(
+        (f.ledger.as_str(), f.seq, f.what.as_str()),
+        ("webhook_outbox", Some(3), "delivery row does not decode")
+    );
 }
