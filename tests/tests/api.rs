@@ -640,6 +640,8 @@ fn tenants_are_isolated_on_every_route() {
         "anchor_now",
         "metrics",
         "export_ledger",
+        "admin_list_webhooks",
+        "admin_disable_webhook",
     ] {
         assert!(admin_ops.iter().any(|o| o.id == id), "{id} is an admin route");
     }

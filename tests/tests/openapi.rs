@@ -422,6 +422,6 @@ fn operations_are_read_with_their_access_and_query() {
             count(Access::Admin),
             count(Access::Public)
         ),
-        (16, 9, 14, 4)
+        (16, 9, 16, 4)
     );
 }

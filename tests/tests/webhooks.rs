@@ -473,3 +473,38 @@ fn shutdown_does_not_wait_for_a_slow_receiver() {
     let w = d.call("GET", &format!("/v1/webhooks/{id}"), &key, None).json();
     assert_eq!(w["pending"], 1, "the cut attempt's row is kept: {w}");
 }
+
+/// An admin sees a tenant's endpoints (never their secrets) and can disable
+/// one; an endpoint of another tenant is not found under this one.
+#[test]
+fn an_admin_lists_and_disables_a_tenants_webhooks() {
+    let d = Daemon::start(None);
+    let admin = d.admin_key();
+    let acme = d.tenant_with_key("acme");
+    let other = d.tenant_with_key("other");
+    let created = create(&d, &acme, "orders", "http://127.0.0.1:9/acme");
+    let id = created["id"].as_str().expect("id").to_owned();
+    let secret = created["secret"].as_str().expect("secret").to_owned();
+    let theirs =
+        create(&d, &other, "orders", "http://127.0.0.1:9/other")["id"].as_str().expect("id").to_owned();
+
+    let listed = d.call("GET", "/admin/v1/tenants/acme/webhooks", &admin, None);
+    assert_eq!(listed.status, 200, "{}", text(&listed));
+    assert_eq!(listed.json()["webhooks"][0]["id"], id.as_str());
+    assert_eq!(listed.json()["webhooks"].as_array().map(Vec::len), Some(1), "only acme's");
+    assert!(!text(&listed).contains(&secret), "no secret");
+    let missing = d.call("GET", "/admin/v1/tenants/nobody/webhooks", &admin, None);
+    assert_eq!((missing.status, missing.json()["code"].clone()), (404, json!("tenant.not_found")));
+
+    let foreign = d.call("POST", &format!("/admin/v1/tenants/acme/webhooks/{theirs}/disable"), &admin, None);
+    assert_eq!((foreign.status, foreign.json()["code"].clone()), (404, json!("webhook.not_found")));
+    let still = d.call("GET", &format!("/v1/webhooks/{theirs}"), &other, None).json();
+    assert_eq!(still["status"], "active", "{still}");
+
+    let disabled = d.call("POST", &format!("/admin/v1/tenants/acme/webhooks/{id}/disable"), &admin, None);
+    assert_eq!((disabled.status, disabled.json()["status"].clone()), (200, json!("disabled")));
+    let seen = d.call("GET", &format!("/v1/webhooks/{id}"), &acme, None).json();
+    assert_eq!(seen["status"], "disabled", "{seen}");
+    let events = d.call("GET", "/admin/v1/events?tenant=acme&limit=100", &admin, None);
+    assert!(text(&events).contains("disabled by the admin"), "{}", text(&events));
+}

@@ -110,7 +110,7 @@ pub fn routes(app: Arc<App>) -> Routes {
 }
 
 /// Authenticates the admin, runs `body`, renders errors.
-async fn admin_call<F, Fut>(app: Arc<App>, r: Req, body: F) -> Response
+pub(super) async fn admin_call<F, Fut>(app: Arc<App>, r: Req, body: F) -> Response
 where
     F: FnOnce(Arc<App>, Req) -> Fut,
     Fut: std::future::Future<Output = Result<Response, ApiError>>,
@@ -128,7 +128,7 @@ fn req(method: &'static str, route: &'static str, headers: HeaderMap) -> Req {
     Req { method, route, headers, tenant: None, key_id: None }
 }
 
-fn tenant_id(text: &str) -> Result<TenantId, ApiError> {
+pub(super) fn tenant_id(text: &str) -> Result<TenantId, ApiError> {
     TenantId::new(text).map_err(|_| ApiError::TenantNotFound)
 }
 

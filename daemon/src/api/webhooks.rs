@@ -1,8 +1,9 @@
-//! Tenant webhook routes: an endpoint follows one of the tenant's ledgers and
-//! receives every record appended after it was created. Its secret is shown
-//! once, when it is made (and once per new version); secrets are derived
-//! from the webhook key, never stored. Another tenant's endpoint answers
-//! exactly like a missing one.
+//! Webhook routes. Tenants manage their own endpoints: an endpoint follows
+//! one of the tenant's ledgers and receives every record appended after it
+//! was created. Its secret is shown once, when it is made (and once per new
+//! version); secrets are derived from the webhook key, never stored.
+//! Another tenant's endpoint answers exactly like a missing one. An admin
+//! can list a tenant's endpoints and disable one (incident response).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use warp::Filter as _;
 
+use super::admin::{admin_call, tenant_id};
 use super::tenant::tenant_call;
 use super::{ApiError, Req, Response, Routes, json, no_store, read_error, with_app, write_error};
 use crate::app::{App, now_ms};
@@ -55,6 +57,16 @@ pub fn routes(app: Arc<App>) -> Routes {
         .and(warp::header::headers_cloned())
         .and(a())
         .then(disable);
+    let admin_list = warp::path!("admin" / "v1" / "tenants" / String / "webhooks")
+        .and(warp::get())
+        .and(warp::header::headers_cloned())
+        .and(a())
+        .then(admin_list);
+    let admin_disable = warp::path!("admin" / "v1" / "tenants" / String / "webhooks" / String / "disable")
+        .and(warp::post())
+        .and(warp::header::headers_cloned())
+        .and(a())
+        .then(admin_disable);
     create
         .or(list)
         .unify()
@@ -65,6 +77,10 @@ pub fn routes(app: Arc<App>) -> Routes {
         .or(revoke)
         .unify()
         .or(disable)
+        .unify()
+        .or(admin_list)
+        .unify()
+        .or(admin_disable)
         .unify()
         .boxed()
 }
@@ -255,6 +271,32 @@ async fn disable(id: String, headers: HeaderMap, app: Arc<App>) -> Response {
         owned(&app, &tenant, &id)?;
         let endpoint = app.store.disable_webhook(&id, now_ms()).map_err(write_error)?.map_err(refusal)?;
         let detail = format!("webhook {id} disabled");
+        Ok(app.audit(&r, detail, json(StatusCode::OK, &answer(&app, &endpoint)?)))
+    })
+    .await
+}
+
+async fn admin_list(tenant: String, headers: HeaderMap, app: Arc<App>) -> Response {
+    let r = req("GET", "GET /admin/v1/tenants/{tenant}/webhooks", headers);
+    admin_call(app, r, |app, _r| async move {
+        let id = tenant_id(&tenant)?;
+        app.store.tenant(&id).map_err(read_error)?.ok_or(ApiError::TenantNotFound)?;
+        let endpoints = app.store.webhooks(Some(&id)).map_err(read_error)?;
+        let items = endpoints.iter().map(|e| answer(&app, e)).collect::<Result<Vec<_>, _>>()?;
+        Ok(json(StatusCode::OK, &serde_json::json!({"webhooks": items})))
+    })
+    .await
+}
+
+async fn admin_disable(tenant: String, hook: String, headers: HeaderMap, app: Arc<App>) -> Response {
+    let r = req("POST", "POST /admin/v1/tenants/{tenant}/webhooks/{id}/disable", headers);
+    admin_call(app, r, |app, mut r| async move {
+        let id = tenant_id(&tenant)?;
+        r.tenant = Some(id.as_str().to_owned());
+        app.store.tenant(&id).map_err(read_error)?.ok_or(ApiError::TenantNotFound)?;
+        owned(&app, &id, &hook)?;
+        let endpoint = app.store.disable_webhook(&hook, now_ms()).map_err(write_error)?.map_err(refusal)?;
+        let detail = format!("webhook {hook} of tenant {id} disabled by the admin");
         Ok(app.audit(&r, detail, json(StatusCode::OK, &answer(&app, &endpoint)?)))
     })
     .await
