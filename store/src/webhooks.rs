@@ -209,6 +209,19 @@ fn get_endpoint(table: &Endpoints<'_>, id: &str) -> Result<Option<(StoredWebhook
     read_endpoint(id, value.value()).map(Some).map_err(Abort::Corrupt)
 }
 
+/// The endpoint `id` if it exists and is not disabled (the only kind any
+/// write may change); otherwise the refusal.
+fn live_endpoint(
+    table: &Endpoints<'_>,
+    id: &str,
+) -> Result<Result<(StoredWebhook, WebhookEndpoint), WebhookRefusal>, Abort> {
+    Ok(match get_endpoint(table, id)? {
+        None => Err(WebhookRefusal::NoEndpoint),
+        Some((row, _)) if row.disabled_ms.is_some() => Err(WebhookRefusal::Disabled),
+        Some(found) => Ok(found),
+    })
+}
+
 /// Writes an endpoint row after checking it reads back.
 fn put_endpoint(table: &mut Endpoints<'_>, id: &str, s: &StoredWebhook) -> Result<WebhookEndpoint, Abort> {
     let endpoint = endpoint_of(id, s).map_err(Abort::Invariant)?;
@@ -448,12 +461,10 @@ impl Store {
     ) -> Result<Result<WebhookEndpoint, WebhookRefusal>, WriteError> {
         self.webhook_write(|txn| {
             let mut table = txn.open_table(WEBHOOKS)?;
-            let Some((mut row, _)) = get_endpoint(&table, id)? else {
-                return Ok(Err(WebhookRefusal::NoEndpoint));
+            let (mut row, _) = match live_endpoint(&table, id)? {
+                Ok(found) => found,
+                Err(refusal) => return Ok(Err(refusal)),
             };
-            if row.disabled_ms.is_some() {
-                return Ok(Err(WebhookRefusal::Disabled));
-            }
             let active = row.secrets.iter().filter(|s| s.revoked_ms.is_none()).count();
             let versions = u32::try_from(row.secrets.len()).unwrap_or(u32::MAX);
             if active >= WEBHOOK_SECRETS_ACTIVE_MAX || versions >= WEBHOOK_SECRET_VERSIONS_MAX {
@@ -480,12 +491,10 @@ impl Store {
     ) -> Result<Result<WebhookEndpoint, WebhookRefusal>, WriteError> {
         self.webhook_write(|txn| {
             let mut table = txn.open_table(WEBHOOKS)?;
-            let Some((mut row, _)) = get_endpoint(&table, id)? else {
-                return Ok(Err(WebhookRefusal::NoEndpoint));
+            let (mut row, _) = match live_endpoint(&table, id)? {
+                Ok(found) => found,
+                Err(refusal) => return Ok(Err(refusal)),
             };
-            if row.disabled_ms.is_some() {
-                return Ok(Err(WebhookRefusal::Disabled));
-            }
             let active = row.secrets.iter().filter(|s| s.revoked_ms.is_none()).count();
             let Some(secret) = row.secrets.iter_mut().find(|s| s.version == version) else {
                 return Ok(Err(WebhookRefusal::NoSecret));
@@ -512,12 +521,10 @@ impl Store {
     ) -> Result<Result<WebhookEndpoint, WebhookRefusal>, WriteError> {
         self.webhook_write(|txn| {
             let mut table = txn.open_table(WEBHOOKS)?;
-            let Some((mut row, _)) = get_endpoint(&table, id)? else {
-                return Ok(Err(WebhookRefusal::NoEndpoint));
+            let (mut row, _) = match live_endpoint(&table, id)? {
+                Ok(found) => found,
+                Err(refusal) => return Ok(Err(refusal)),
             };
-            if row.disabled_ms.is_some() {
-                return Ok(Err(WebhookRefusal::Disabled));
-            }
             let mut outbox = txn.open_table(OUTBOX)?;
             let mut dropped = Vec::new();
             for entry in outbox.iter()? {
@@ -582,12 +589,10 @@ impl Store {
         };
         self.webhook_write(|txn| {
             let mut table = txn.open_table(WEBHOOKS)?;
-            let Some((mut row, endpoint)) = get_endpoint(&table, id)? else {
-                return Ok(Err(WebhookRefusal::NoEndpoint));
+            let (mut row, endpoint) = match live_endpoint(&table, id)? {
+                Ok(found) => found,
+                Err(refusal) => return Ok(Err(refusal)),
             };
-            if row.disabled_ms.is_some() {
-                return Ok(Err(WebhookRefusal::Disabled));
-            }
             let mut outbox = txn.open_table(OUTBOX)?;
             let count = enqueue_count(&row, size, outbox.len()?, max);
             if count == 0 {
