@@ -259,10 +259,11 @@ impl Store {
     /// Merkle node, ledger head, and every checkpoint's root and signature.
     /// Signatures are checked against `trusted` and the keys the identity
     /// log proves from its genesis (which must be one of `trusted` when any
-    /// are given). Then checks that the webhook outbox's due index holds
-    /// exactly one entry per outbox row (a failure of tenant "" and ledger
-    /// `webhook_outbox`, with the delivery id as `seq` when one row is
-    /// wrong). Stops at the first failure.
+    /// are given). Then checks the webhook tables (`webhooks::outbox_failure`:
+    /// rows decode, each delivery belongs to an endpoint that counts it and is
+    /// below its cursor, the due index holds exactly one entry per delivery;
+    /// a failure of tenant "" and ledger `webhook_outbox`, with the delivery
+    /// id as `seq` when one row is wrong). Stops at the first failure.
     pub fn check(&self, trusted: &[TrustedKey]) -> Result<CheckReport, ReadError> {
         let mut report = CheckReport { ledgers: 0, records: 0, checkpoints: 0, failure: None };
         let keys = match self.trusted_keys(trusted)? {
@@ -380,7 +381,7 @@ impl Store {
                 return Ok(report);
             }
         }
-        let outbox = crate::webhooks::due_index_failure(&snap.txn).map_err(|e| self.storage(e))?;
+        let outbox = crate::webhooks::outbox_failure(&snap.txn).map_err(|e| self.storage(e))?;
         report.failure = outbox.map(|(id, what)| CheckFailure {
             tenant: String::new(),
             ledger: "webhook_outbox".into(),

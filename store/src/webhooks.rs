@@ -276,15 +276,27 @@ fn indexed_delivery(
     }))
 }
 
-/// The first thing wrong between the outbox and its due index, if
-/// anything: every row must have exactly its entry, and there must be no
-/// other entry. Streams the outbox (one row in memory) and compares the
-/// counts, so an extra entry is found without a second scan.
-pub(crate) fn due_index_failure(
+/// The first thing wrong in the webhook tables, if anything, as (delivery
+/// id, what): every endpoint row decodes; every outbox row decodes, names
+/// an endpoint that has it counted (`pending`) and a seq below that
+/// endpoint's cursor, and has exactly its due index entry; and there is no
+/// other entry. Streams the outbox (one row in memory, plus a count per
+/// endpoint, at most `WEBHOOK_ROWS_MAX`) and compares the counts, so an
+/// extra entry is found without a second scan.
+pub(crate) fn outbox_failure(
     txn: &redb::ReadTransaction,
 ) -> Result<Option<(Option<u64>, &'static str)>, redb::Error> {
+    let endpoints = txn.open_table(WEBHOOKS)?;
     let outbox = txn.open_table(OUTBOX)?;
     let due = txn.open_table(WEBHOOK_DUE)?;
+    let mut counted = std::collections::HashMap::new();
+    for entry in endpoints.iter()? {
+        let (k, v) = entry?;
+        match read_endpoint(k.value(), v.value()) {
+            Ok((row, _)) => counted.insert(k.value().to_owned(), (row.pending, row.next_seq, 0u64)),
+            Err(c) => return Ok(Some((None, c.what))),
+        };
+    }
     for entry in outbox.iter()? {
         let (k, v) = entry?;
         let id = k.value();
@@ -292,9 +304,19 @@ pub(crate) fn due_index_failure(
             Ok((s, _)) => s,
             Err(c) => return Ok(Some((Some(id), c.what))),
         };
+        let Some((_, next_seq, seen)) = counted.get_mut(&s.endpoint) else {
+            return Ok(Some((Some(id), "delivery of no endpoint")));
+        };
+        if s.seq >= *next_seq {
+            return Ok(Some((Some(id), "delivery past its endpoint's cursor")));
+        }
+        *seen += 1;
         if due.get((s.next_attempt_ms, id))?.is_none() {
             return Ok(Some((Some(id), "delivery has no due index entry")));
         }
+    }
+    if counted.values().any(|(pending, _, seen)| pending != seen) {
+        return Ok(Some((None, "endpoint pending count differs from its deliveries")));
     }
     if due.len()? != outbox.len()? {
         return Ok(Some((None, "due index has entries of no delivery")));

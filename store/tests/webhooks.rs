@@ -742,11 +742,61 @@ fn corrupt_rows_read_as_corrupt() {
     assert!(s.webhook("wh_a").unwrap().is_some());
     s.complete_delivery(2).unwrap().unwrap();
     append_n(&s, "acme", "orders", 1);
-    // `check` reports the row the due index cannot be checked against.
+    // `check` reports the endpoint row first (endpoints are read before
+    // the outbox), and the delivery row once the endpoint row is whole again.
     drop(s);
+    let f = annal_store::check(dir.path(), &[]).unwrap().failure.unwrap();
+    assert_eq!(
+        (f.ledger.as_str(), f.seq, f.what.as_str()),
+        ("webhook_outbox", None, "webhook row does not decode")
+    );
+    raw_write(dir.path(), |txn| {
+        let endpoints: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("webhook_endpoints");
+        txn.open_table(endpoints).unwrap().remove("wh_b").unwrap();
+    });
     let f = annal_store::check(dir.path(), &[]).unwrap().failure.unwrap();
     assert_eq!(
         (f.ledger.as_str(), f.seq, f.what.as_str()),
         ("webhook_outbox", Some(3), "delivery row does not decode")
     );
+}
+
+/// `check` holds the outbox to its endpoints: a delivery whose endpoint row
+/// is gone, and an endpoint whose pending count no longer matches its rows
+/// (a delivery removed with its index entry), are both reported.
+#[test]
+fn check_reports_deliveries_that_disagree_with_their_endpoints() {
+    const OUTBOX: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("webhook_outbox");
+    const ENDPOINTS: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("webhook_endpoints");
+    type Edit = fn(&redb::WriteTransaction);
+    let cases: &[(&str, Edit, Option<u64>, &str)] = &[
+        (
+            "endpoint row removed",
+            |txn| drop(txn.open_table(ENDPOINTS).unwrap().remove("wh_b").unwrap()),
+            Some(4),
+            "delivery of no endpoint",
+        ),
+        (
+            "delivery removed with its index entry",
+            |txn| {
+                txn.open_table(OUTBOX).unwrap().remove(4).unwrap();
+                txn.open_table(DUE).unwrap().remove((210, 4)).unwrap();
+            },
+            None,
+            "endpoint pending count differs from its deliveries",
+        ),
+    ];
+    for (what, edit, id, failure) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        drop(populated(dir.path()));
+        assert_eq!(annal_store::check(dir.path(), &[]).unwrap().failure, None, "{what}: clean before");
+        raw_write(dir.path(), |txn| edit(txn));
+        let expected = CheckFailure {
+            tenant: String::new(),
+            ledger: "webhook_outbox".into(),
+            seq: *id,
+            what: (*failure).into(),
+        };
+        assert_eq!(annal_store::check(dir.path(), &[]).unwrap().failure, Some(expected), "{what}");
+    }
 }
