@@ -790,7 +790,7 @@ fn check_reports_deliveries_that_disagree_with_their_endpoints() {
         let dir = tempfile::tempdir().unwrap();
         drop(populated(dir.path()));
         assert_eq!(annal_store::check(dir.path(), &[]).unwrap().failure, None, "{what}: clean before");
-        raw_write(dir.path(), |txn| edit(txn));
+        raw_write(dir.path(), edit);
         let expected = CheckFailure {
             tenant: String::new(),
             ledger: "webhook_outbox".into(),
