@@ -586,7 +586,12 @@ fn serve(config: Config) -> Result<(), ServeError> {
         });
         let webhook_worker = match (&app.webhooks, config.worker.enabled) {
             (Some(hooks), true) => {
-                Some(tokio::spawn(webhook::worker::run(app.clone(), hooks.clone(), stop_rx.clone())))
+                let (app, hooks, stop) = (app.clone(), hooks.clone(), stop_rx.clone());
+                app.state.set_delivering(true);
+                Some(tokio::spawn(async move {
+                    webhook::worker::run(app.clone(), hooks, stop).await;
+                    app.state.set_delivering(false);
+                }))
             }
             _ => None,
         };

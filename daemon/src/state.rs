@@ -60,6 +60,7 @@ pub struct State {
     version: &'static str,
     draining: AtomicBool,
     anchoring: AtomicBool,
+    delivering: AtomicBool,
     waiting: Mutex<Option<Waiting>>,
 }
 
@@ -69,6 +70,7 @@ impl State {
             version,
             draining: AtomicBool::new(false),
             anchoring: AtomicBool::new(false),
+            delivering: AtomicBool::new(false),
             waiting: Mutex::new(None),
         }
     }
@@ -92,6 +94,15 @@ impl State {
 
     pub fn is_anchoring(&self) -> bool {
         self.anchoring.load(Ordering::SeqCst)
+    }
+
+    /// Whether the webhook delivery worker is running.
+    pub fn set_delivering(&self, running: bool) {
+        self.delivering.store(running, Ordering::SeqCst);
+    }
+
+    pub fn is_delivering(&self) -> bool {
+        self.delivering.load(Ordering::SeqCst)
     }
 }
 
@@ -128,9 +139,16 @@ pub fn readiness(app: &App) -> Readiness {
         _ if !app.migration.pending.is_empty() => Err(format!("pending steps {:?}", app.migration.pending)),
         _ => Ok(()),
     };
+    // Webhook delivery runs with the workers when a webhook key is configured.
+    let delivering = app.worker_enabled && app.webhooks.is_some();
     let workers = match (app.worker_enabled, app.state.is_anchoring()) {
         (true, false) => Err("workers enabled but the anchoring worker is not running".to_owned()),
         (false, true) => Err("workers disabled but the anchoring worker is running".to_owned()),
+        _ if delivering != app.state.is_delivering() => Err(format!(
+            "the webhook worker should {}be running but is {}",
+            if delivering { "" } else { "not " },
+            if app.state.is_delivering() { "running" } else { "not running" }
+        )),
         _ => Ok(()),
     };
     let anchoring = if app.worker_enabled { anchoring_fresh(app) } else { Ok(()) };
