@@ -611,7 +611,7 @@ fn serve(config: Config) -> Result<(), ServeError> {
             .map_err(|e| ServeError::Bind(config.server.listen, e))?;
         let local = listener.local_addr().map_err(|e| ServeError::Bind(config.server.listen, e))?;
         log::info!(
-            "annald starting: environment={} version={} migration_head={} expected_head={} log_name={} data_dir={} signer={} listen={} workers={}",
+            "annald starting: environment={} version={} migration_head={} expected_head={} log_name={} data_dir={} signer={} listen={} workers={} webhook_key={}",
             config.environment.as_str(),
             VERSION,
             app.migration.head,
@@ -621,6 +621,7 @@ fn serve(config: Config) -> Result<(), ServeError> {
             app.signer.fingerprint(),
             local,
             if config.worker.enabled { "enabled" } else { "disabled" },
+            app.webhooks.as_ref().map_or("off".to_owned(), |w| w.key.fingerprint()),
         );
         let limits = server::ServerLimits {
             header_read_timeout: Duration::from_millis(config.server.header_read_timeout_ms),

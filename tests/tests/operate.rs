@@ -66,6 +66,12 @@ fn start_verify_readiness_and_stop_safely() {
     ] {
         assert!(startup.contains(field), "startup line lacks {field}: {startup}");
     }
+    // The webhook key by its fingerprint (16 hex digits), never the key.
+    let webhook_key = startup.split("webhook_key=").nth(1).expect("webhook_key field");
+    let fingerprint: String = webhook_key.chars().take_while(char::is_ascii_hexdigit).collect();
+    assert_eq!(fingerprint.len(), 16, "{startup}");
+    let key_file = std::fs::read_to_string(d.data_dir().join("dev-webhook.key")).expect("dev webhook key");
+    assert!(!startup.contains(key_file.trim()), "the key itself is never logged");
     assert_eq!(d.get("/health").status, 200);
     let (status, body) = ready(&d);
     assert_eq!(status, 200, "{body}");
@@ -291,6 +297,7 @@ fn production_refuses_unsafe_starts() {
     let r = d.call("POST", "/v1/ledgers/orders/webhooks", &key, Some(&hook));
     assert_eq!((r.status, r.json()["code"].clone()), (409, "webhook.not_configured".into()));
     assert!(d.log().iter().any(|l| l.contains("webhooks off")), "{:?}", d.log());
+    assert!(d.log().iter().any(|l| l.contains("webhook_key=off")), "{:?}", d.log());
     drop(d);
 
     // With one, they work; nothing is appended, so nothing is sent off the host.
