@@ -95,8 +95,13 @@ pub const WEBHOOK_CONCURRENCY_RANGE: core::ops::RangeInclusive<usize> = 1..=256;
 pub const WEBHOOK_DRAIN_MS: u64 = 2_000;
 /// Cadence of the webhook worker when it has nothing due sooner.
 pub const WEBHOOK_INTERVAL_MS: u64 = 200;
-/// Records one endpoint moves into the outbox per pass.
-pub const WEBHOOK_ENQUEUE_PER_PASS_MAX: usize = 64;
+/// Shortest time between two passes that move records into the outbox: a
+/// pass reads every endpoint row, and an endpoint with 256 pending rows
+/// drains them in well under the worker's interval.
+pub const WEBHOOK_FILL_GAP_MS: u64 = 20;
+/// Records one endpoint moves into the outbox per pass: as many as it may
+/// have pending, so a pass refills an endpoint that caught up.
+pub const WEBHOOK_ENQUEUE_PER_PASS_MAX: usize = annal_store::limits::PENDING_PER_ENDPOINT_MAX as usize;
 /// Response bytes read (and dropped) from a receiver.
 pub const WEBHOOK_RESPONSE_BYTES_MAX: usize = 64 * 1024;
 

@@ -35,4 +35,4 @@ pub use store::{
     LedgerState, OpenOptions, Position, RecordEntry, Store, migrate_up, migration_status,
 };
 pub use ticket::Ticket;
-pub use webhooks::{Delivery, WebhookEndpoint, WebhookRefusal, WebhookSecret};
+pub use webhooks::{Delivery, Settlement, WebhookEndpoint, WebhookRefusal, WebhookSecret};

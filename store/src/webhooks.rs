@@ -720,19 +720,7 @@ impl Store {
         next_attempt_ms: u64,
         error: &str,
     ) -> Result<Result<Delivery, WebhookRefusal>, WriteError> {
-        self.webhook_write(|txn| {
-            let mut outbox = txn.open_table(OUTBOX)?;
-            let Some((mut row, _)) = get_delivery(&outbox, id)? else {
-                return Ok(Err(WebhookRefusal::NoDelivery));
-            };
-            let mut due = txn.open_table(WEBHOOK_DUE)?;
-            unindex_due(&mut due, row.next_attempt_ms, id)?;
-            index_due(&mut due, next_attempt_ms, id)?;
-            row.attempts = row.attempts.saturating_add(1);
-            row.next_attempt_ms = next_attempt_ms;
-            row.last_error = Some(truncated(error, DELIVERY_ERROR_BYTES_MAX));
-            put_delivery(&mut outbox, id, &row).map(Ok)
-        })
+        self.webhook_write(|txn| reschedule(txn, id, next_attempt_ms, error))
     }
 
     /// A delivery failed for good (the worker gave up): it leaves the
@@ -740,6 +728,58 @@ impl Store {
     pub fn abandon_delivery(&self, id: u64) -> Result<Result<Delivery, WebhookRefusal>, WriteError> {
         self.webhook_write(|txn| settle(txn, id))
     }
+
+    /// Records many attempts' outcomes in one durable transaction (one sync
+    /// for all of them, where one call each costs a sync each): each item as
+    /// `complete_delivery`, `reschedule_delivery` or `abandon_delivery`
+    /// would. The results come in the batch's order: the delivery as it was
+    /// (delivered, given up) or as rescheduled, or `NoDelivery` for a row
+    /// already gone (its endpoint was disabled meanwhile), which changes
+    /// nothing. A corrupt row aborts the whole batch.
+    pub fn settle_deliveries(
+        &self,
+        batch: &[(u64, Settlement<'_>)],
+    ) -> Result<Vec<Result<Delivery, WebhookRefusal>>, WriteError> {
+        let settled = self.webhook_write(|txn| {
+            let mut out = Vec::with_capacity(batch.len());
+            for (id, how) in batch {
+                out.push(match how {
+                    Settlement::Delivered | Settlement::GiveUp => settle(txn, *id)?,
+                    Settlement::Retry { next_attempt_ms, error } => {
+                        reschedule(txn, *id, *next_attempt_ms, error)?
+                    }
+                });
+            }
+            Ok(Ok(out))
+        })?;
+        Ok(settled.unwrap_or_else(|refusal| vec![Err(refusal); batch.len()]))
+    }
+}
+
+/// How one delivery attempt ended, for [`Store::settle_deliveries`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settlement<'a> {
+    /// The receiver took it: it leaves the outbox.
+    Delivered,
+    /// Try again at `next_attempt_ms`; `error` says why this one failed.
+    Retry { next_attempt_ms: u64, error: &'a str },
+    /// Given up: it leaves the outbox.
+    GiveUp,
+}
+
+/// One more failed attempt of `id`, retried at `next_attempt_ms`.
+fn reschedule(txn: &redb::WriteTransaction, id: u64, next_attempt_ms: u64, error: &str) -> Outcome<Delivery> {
+    let mut outbox = txn.open_table(OUTBOX)?;
+    let Some((mut row, _)) = get_delivery(&outbox, id)? else {
+        return Ok(Err(WebhookRefusal::NoDelivery));
+    };
+    let mut due = txn.open_table(WEBHOOK_DUE)?;
+    unindex_due(&mut due, row.next_attempt_ms, id)?;
+    index_due(&mut due, next_attempt_ms, id)?;
+    row.attempts = row.attempts.saturating_add(1);
+    row.next_attempt_ms = next_attempt_ms;
+    row.last_error = Some(truncated(error, DELIVERY_ERROR_BYTES_MAX));
+    put_delivery(&mut outbox, id, &row).map(Ok)
 }
 
 /// Takes a delivery out of the outbox, the due index and its endpoint's count.

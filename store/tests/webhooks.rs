@@ -21,8 +21,8 @@ use annal_store::limits::{
     WEBHOOK_URL_BYTES_MAX,
 };
 use annal_store::{
-    CheckFailure, Delivery, OpenError, OpenOptions, ReadError, Store, WebhookEndpoint, WebhookRefusal,
-    WebhookSecret, WriteError,
+    CheckFailure, Delivery, OpenError, OpenOptions, ReadError, Settlement, Store, WebhookEndpoint,
+    WebhookRefusal, WebhookSecret, WriteError,
 };
 use common::*;
 use proptest::prelude::*;
@@ -799,4 +799,35 @@ fn check_reports_deliveries_that_disagree_with_their_endpoints() {
         };
         assert_eq!(annal_store::check(dir.path(), &[]).unwrap().failure, Some(expected), "{what}");
     }
+}
+
+/// A batch of outcomes in one transaction does what the three one-by-one
+/// calls do, item by item; a row already gone is `NoDelivery` and changes
+/// nothing else; the tables stay consistent (`check`).
+#[test]
+fn settling_a_batch_is_each_settlement_in_one_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = populated(dir.path());
+    // Rows: 2 (wh_a seq 1, due 900), 3 (wh_a seq 2, due 200), 4 and 5 (wh_b seqs 0 and 1, due 210).
+    let batch = [
+        (3, Settlement::Delivered),
+        (4, Settlement::Retry { next_attempt_ms: 5_000, error: "receiver answered 503" }),
+        (5, Settlement::GiveUp),
+        (99, Settlement::Delivered),
+    ];
+    let results = s.settle_deliveries(&batch).unwrap();
+    assert_eq!(results.len(), 4);
+    assert_eq!(results[0].as_ref().map(|d| (d.id, d.seq)), Ok((3, 2)));
+    let retried = results[1].as_ref().expect("rescheduled");
+    assert_eq!((retried.attempts, retried.next_attempt_ms), (1, 5_000));
+    assert_eq!(retried.last_error.as_deref(), Some("receiver answered 503"));
+    assert_eq!(results[2].as_ref().map(|d| d.id), Ok(5));
+    assert_eq!(results[3], Err(WebhookRefusal::NoDelivery));
+    let due: Vec<(u64, u64)> =
+        s.due_deliveries(u64::MAX, 10).unwrap().iter().map(|d| (d.id, d.next_attempt_ms)).collect();
+    assert_eq!(due, [(2, 900), (4, 5_000)]);
+    assert_eq!((s.pending_deliveries("wh_a").unwrap(), s.pending_deliveries("wh_b").unwrap()), (1, 1));
+    drop(s);
+    assert_eq!(annal_store::check(dir.path(), &[]).unwrap().failure, None);
+    assert_eq!(due_index(dir.path()), [(900, 2), (5_000, 4)]);
 }

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use annal_chain::Seq;
-use annal_store::{Delivery, Store, WebhookEndpoint};
+use annal_store::{Delivery, Settlement, Store, WebhookEndpoint};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -21,7 +21,8 @@ use super::{Webhooks, client, sign, target};
 use crate::app::{App, now_ms};
 use crate::events::{Event, Kind};
 use crate::limits::{
-    WEBHOOK_DRAIN_MS, WEBHOOK_ENQUEUE_PER_PASS_MAX, WEBHOOK_INTERVAL_MS, WEBHOOK_RESPONSE_BYTES_MAX,
+    WEBHOOK_DRAIN_MS, WEBHOOK_ENQUEUE_PER_PASS_MAX, WEBHOOK_FILL_GAP_MS, WEBHOOK_INTERVAL_MS,
+    WEBHOOK_RESPONSE_BYTES_MAX,
 };
 
 /// The system event code of a delivery given up.
@@ -51,12 +52,18 @@ pub fn backoff_ms(base_ms: u64, max_ms: u64, attempts: u32) -> u64 {
     base_ms.saturating_mul(1u64 << doublings).min(max_ms)
 }
 
-/// Runs until `stop` flips; deliveries in flight then finish (each within
-/// `webhooks.timeout_ms`) before it returns.
+/// Runs until `stop` flips or shutdown starts; attempts in flight then get
+/// `WEBHOOK_DRAIN_MS` to finish before it returns.
 pub async fn run(app: Arc<App>, hooks: Arc<Webhooks>, mut stop: watch::Receiver<bool>) {
     let concurrency = hooks.settings.concurrency;
-    let mut in_flight: JoinSet<u64> = JoinSet::new();
+    let mut in_flight: JoinSet<(Delivery, Attempt)> = JoinSet::new();
+    // Ids in flight or finished but not yet settled: their rows are still
+    // due in the outbox and must not be taken again.
     let mut sending: HashSet<u64> = HashSet::new();
+    // Finished attempts waiting for the settle in progress, which runs
+    // beside new attempts (its sync overlaps their HTTP).
+    let mut finished: Vec<(Delivery, Attempt)> = Vec::new();
+    let mut settling: Option<tokio::task::JoinHandle<Vec<u64>>> = None;
     let interval = Duration::from_millis(WEBHOOK_INTERVAL_MS);
     let mut filled_at = None;
     let mut last_fill: Option<Instant> = None;
@@ -66,11 +73,12 @@ pub async fn run(app: Arc<App>, hooks: Arc<Webhooks>, mut stop: watch::Receiver<
             break;
         }
         // Move new records into the outbox when anything was committed since
-        // the last pass that left nothing behind, at most once an interval
-        // (a pass reads every endpoint; deliveries finishing must not
-        // repeat it).
+        // the last pass that left nothing behind, at most once a fill gap (a
+        // pass reads every endpoint; not every finished delivery may repeat
+        // it, but an endpoint that drained its pending rows must not wait long).
         let commits = app.store.commits();
-        if filled_at != Some(commits) && last_fill.is_none_or(|t| t.elapsed() >= interval) {
+        let fill_gap = Duration::from_millis(WEBHOOK_FILL_GAP_MS);
+        if filled_at != Some(commits) && last_fill.is_none_or(|t| t.elapsed() >= fill_gap) {
             last_fill = Some(Instant::now());
             let store = app.store.clone();
             let done = tokio::task::spawn_blocking(move || fill(&store)).await.unwrap_or(false);
@@ -90,37 +98,64 @@ pub async fn run(app: Arc<App>, hooks: Arc<Webhooks>, mut stop: watch::Receiver<
                         due.into_iter().filter(|d| !sending.contains(&d.id)).take(room).collect();
                     for d in fresh {
                         sending.insert(d.id);
-                        in_flight.spawn(deliver(app.clone(), hooks.clone(), d));
+                        let (app, hooks) = (app.clone(), hooks.clone());
+                        in_flight.spawn(async move {
+                            let attempt = attempt(&app, &hooks, &d).await;
+                            (d, attempt)
+                        });
                     }
                 }
                 Err(e) => log::error!("webhooks: cannot read the outbox: {e}"),
             }
         }
-        // With deliveries in flight, their rows are still due in the outbox:
-        // a finishing one wakes the loop, and anything else due is taken
-        // within an interval. Otherwise sleep until the next is due.
-        let wait = if in_flight.is_empty() { next_wait(&app.store, interval) } else { interval };
+        // With deliveries in flight or settling, their rows are still due in
+        // the outbox: one finishing wakes the loop, and anything else due is
+        // taken within an interval. Otherwise sleep until the next is due.
+        let idle = in_flight.is_empty() && settling.is_none();
+        let wait = if idle { next_wait(&app.store, interval) } else { interval };
         tokio::select! {
             Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
-                if let Ok(id) = done {
+                finished.extend(done);
+                while let Some(more) = in_flight.try_join_next() {
+                    finished.extend(more);
+                }
+            }
+            settled = async { settling.as_mut().expect("guarded").await }, if settling.is_some() => {
+                settling = None;
+                for id in settled.unwrap_or_default() {
                     sending.remove(&id);
                 }
             }
             _ = tokio::time::sleep(wait) => {}
             _ = stop.changed() => {}
         }
+        // Everything finished since the last settle goes in one transaction.
+        if settling.is_none() && !finished.is_empty() {
+            let (app, hooks, batch) = (app.clone(), hooks.clone(), std::mem::take(&mut finished));
+            settling = Some(tokio::spawn(async move {
+                let ids = batch.iter().map(|(d, _)| d.id).collect();
+                settle_all(&app, &hooks, batch).await;
+                ids
+            }));
+        }
+    }
+    if let Some(handle) = settling.take() {
+        let _ = handle.await;
     }
     // Attempts in flight get a bounded time to finish; the rest are cut.
     // Their rows stay in the outbox and are sent again after the restart
     // (delivery is at least once).
     let drained = tokio::time::timeout(Duration::from_millis(WEBHOOK_DRAIN_MS), async {
-        while in_flight.join_next().await.is_some() {}
+        while let Some(done) = in_flight.join_next().await {
+            finished.extend(done);
+        }
     })
     .await;
     if drained.is_err() {
         log::warn!("webhooks: {} attempt(s) cut at shutdown; they will be sent again", in_flight.len());
         in_flight.abort_all();
     }
+    settle_all(&app, &hooks, finished).await;
     log::info!("webhook worker stopped");
 }
 
@@ -189,21 +224,6 @@ enum Attempt {
     Failed(String),
     /// Nothing to deliver any more (the endpoint was disabled meanwhile).
     Moot,
-}
-
-/// Sends one delivery and records its outcome in the outbox. Returns its id.
-async fn deliver(app: Arc<App>, hooks: Arc<Webhooks>, d: Delivery) -> u64 {
-    let attempt = attempt(&app, &hooks, &d).await;
-    let store = app.store.clone();
-    let settings = hooks.settings.clone();
-    let id = d.id;
-    let outcome = tokio::task::spawn_blocking(move || settle(&store, &settings, &d, attempt)).await;
-    match outcome {
-        Ok(Some(event)) => app.events.record_unbudgeted(event),
-        Ok(None) => {}
-        Err(e) => log::error!("webhooks: settling delivery {id} failed: {e}"),
-    }
-    id
 }
 
 async fn attempt(app: &App, hooks: &Webhooks, d: &Delivery) -> Attempt {
@@ -290,62 +310,94 @@ async fn send(hooks: &Webhooks, endpoint: &WebhookEndpoint, seq: u64, body: byte
     }
 }
 
-/// Records an attempt's outcome in the outbox; returns the event to record
-/// when the delivery was given up.
+/// Records finished attempts in the outbox, in one transaction (one sync,
+/// however many finished together), and the given-up ones as events.
+async fn settle_all(app: &App, hooks: &Webhooks, finished: Vec<(Delivery, Attempt)>) {
+    if finished.is_empty() {
+        return;
+    }
+    let store = app.store.clone();
+    let settings = hooks.settings.clone();
+    let settled = tokio::task::spawn_blocking(move || settle(&store, &settings, &finished)).await;
+    match settled {
+        Ok(events) => events.into_iter().for_each(|e| app.events.record_unbudgeted(e)),
+        Err(e) => log::error!("webhooks: settling deliveries failed: {e}"),
+    }
+}
+
+/// What each attempt means for its row, applied in one store call; returns
+/// the events of the deliveries given up.
 fn settle(
     store: &Store,
     settings: &crate::config::WebhooksConfig,
-    d: &Delivery,
-    attempt: Attempt,
-) -> Option<Event> {
-    let result = match attempt {
-        Attempt::Delivered => {
-            COUNTS.delivered.fetch_add(1, Ordering::Relaxed);
-            store.complete_delivery(d.id).map(|r| r.map(|_| ()))
+    finished: &[(Delivery, Attempt)],
+) -> Vec<Event> {
+    let now = now_ms();
+    let batch: Vec<(u64, Settlement<'_>)> = finished
+        .iter()
+        .map(|(d, attempt)| {
+            let how = match attempt {
+                Attempt::Delivered => Settlement::Delivered,
+                Attempt::Moot => Settlement::GiveUp,
+                Attempt::Failed(reason) if d.attempts + 1 < settings.attempts_max => Settlement::Retry {
+                    next_attempt_ms: now
+                        + backoff_ms(settings.retry_base_ms, settings.retry_max_ms, d.attempts + 1),
+                    error: reason,
+                },
+                Attempt::Failed(_) => Settlement::GiveUp,
+            };
+            (d.id, how)
+        })
+        .collect();
+    let results = match store.settle_deliveries(&batch) {
+        Ok(r) => r,
+        Err(e) => {
+            log::error!("webhooks: cannot record {} delivery outcome(s): {e:?}", batch.len());
+            return Vec::new();
         }
-        Attempt::Moot => store.abandon_delivery(d.id).map(|r| r.map(|_| ())),
-        Attempt::Failed(reason) => {
-            let attempts = d.attempts + 1;
-            if attempts < settings.attempts_max {
+    };
+    let mut events = Vec::new();
+    for (((d, attempt), (_, how)), result) in finished.iter().zip(&batch).zip(results) {
+        if result.is_err() {
+            // Gone meanwhile (its endpoint was disabled): nothing to record.
+            continue;
+        }
+        let attempts = d.attempts + 1;
+        match (attempt, how) {
+            (Attempt::Delivered, _) => {
+                COUNTS.delivered.fetch_add(1, Ordering::Relaxed);
+            }
+            (Attempt::Moot, _) => {}
+            (Attempt::Failed(reason), Settlement::Retry { .. }) => {
                 COUNTS.retried.fetch_add(1, Ordering::Relaxed);
-                let next = now_ms() + backoff_ms(settings.retry_base_ms, settings.retry_max_ms, attempts);
                 log::info!("webhook {} seq {}: attempt {attempts} failed: {reason}", d.endpoint, d.seq);
-                store.reschedule_delivery(d.id, next, &reason).map(|r| r.map(|_| ()))
-            } else {
+            }
+            (Attempt::Failed(reason), _) => {
                 COUNTS.abandoned.fetch_add(1, Ordering::Relaxed);
                 log::warn!(
                     "webhook {} seq {}: given up after {attempts} attempts: {reason}",
                     d.endpoint,
                     d.seq
                 );
-                return match store.abandon_delivery(d.id) {
-                    Ok(_) => Some(Event {
-                        kind: Kind::Failure,
-                        code: DELIVERY_FAILED_CODE,
-                        status: 0,
-                        request_id: message_id(&d.endpoint, d.seq),
-                        tenant: Some(d.tenant.as_str().to_owned()),
-                        key_id: None,
-                        method: "POST".to_owned(),
-                        route: "webhook".to_owned(),
-                        time_ms: now_ms(),
-                        detail: Some(format!(
-                            "webhook {} ledger {} seq {} given up after {attempts} attempts: {reason}",
-                            d.endpoint, d.ledger, d.seq
-                        )),
-                    }),
-                    Err(e) => {
-                        log::error!("webhooks: cannot give up delivery {}: {e:?}", d.id);
-                        None
-                    }
-                };
+                events.push(Event {
+                    kind: Kind::Failure,
+                    code: DELIVERY_FAILED_CODE,
+                    status: 0,
+                    request_id: message_id(&d.endpoint, d.seq),
+                    tenant: Some(d.tenant.as_str().to_owned()),
+                    key_id: None,
+                    method: "POST".to_owned(),
+                    route: "webhook".to_owned(),
+                    time_ms: now,
+                    detail: Some(format!(
+                        "webhook {} ledger {} seq {} given up after {attempts} attempts: {reason}",
+                        d.endpoint, d.ledger, d.seq
+                    )),
+                });
             }
         }
-    };
-    if let Err(e) = result {
-        log::error!("webhooks: cannot record delivery {}: {e:?}", d.id);
     }
-    None
+    events
 }
 
 #[cfg(test)]
