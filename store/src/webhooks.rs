@@ -293,7 +293,8 @@ pub(crate) fn outbox_failure(
     for entry in endpoints.iter()? {
         let (k, v) = entry?;
         match read_endpoint(k.value(), v.value()) {
-            Ok((row, _)) => counted.insert(k.value().to_owned(), (row.pending, row.next_seq, 0u64)),
+            Ok((row, _)) => counted
+                .insert(k.value().to_owned(), (row.tenant, row.ledger, row.pending, row.next_seq, 0u64)),
             Err(c) => return Ok(Some((None, c.what))),
         };
     }
@@ -304,9 +305,14 @@ pub(crate) fn outbox_failure(
             Ok((s, _)) => s,
             Err(c) => return Ok(Some((Some(id), c.what))),
         };
-        let Some((_, next_seq, seen)) = counted.get_mut(&s.endpoint) else {
+        let Some((tenant, ledger, _, next_seq, seen)) = counted.get_mut(&s.endpoint) else {
             return Ok(Some((Some(id), "delivery of no endpoint")));
         };
+        // A delivery carries its endpoint's tenant and ledger: one that did
+        // not would send one tenant's record to another's receiver.
+        if s.tenant != *tenant || s.ledger != *ledger {
+            return Ok(Some((Some(id), "delivery names another tenant or ledger than its endpoint")));
+        }
         if s.seq >= *next_seq {
             return Ok(Some((Some(id), "delivery past its endpoint's cursor")));
         }
@@ -315,7 +321,7 @@ pub(crate) fn outbox_failure(
             return Ok(Some((Some(id), "delivery has no due index entry")));
         }
     }
-    if counted.values().any(|(pending, _, seen)| pending != seen) {
+    if counted.values().any(|(_, _, pending, _, seen)| pending != seen) {
         return Ok(Some((None, "endpoint pending count differs from its deliveries")));
     }
     if due.len()? != outbox.len()? {
@@ -720,7 +726,7 @@ impl Store {
         next_attempt_ms: u64,
         error: &str,
     ) -> Result<Result<Delivery, WebhookRefusal>, WriteError> {
-        self.webhook_write(|txn| reschedule(txn, id, next_attempt_ms, error))
+        self.webhook_write(|txn| reschedule(txn, id, next_attempt_ms, error, true))
     }
 
     /// A delivery failed for good (the worker gave up): it leaves the
@@ -746,7 +752,10 @@ impl Store {
                 out.push(match how {
                     Settlement::Delivered | Settlement::GiveUp => settle(txn, *id)?,
                     Settlement::Retry { next_attempt_ms, error } => {
-                        reschedule(txn, *id, *next_attempt_ms, error)?
+                        reschedule(txn, *id, *next_attempt_ms, error, true)?
+                    }
+                    Settlement::Postpone { next_attempt_ms, reason } => {
+                        reschedule(txn, *id, *next_attempt_ms, reason, false)?
                     }
                 });
             }
@@ -763,12 +772,22 @@ pub enum Settlement<'a> {
     Delivered,
     /// Try again at `next_attempt_ms`; `error` says why this one failed.
     Retry { next_attempt_ms: u64, error: &'a str },
+    /// Not tried (e.g. its tenant is suspended): look again at
+    /// `next_attempt_ms`, no attempt counted.
+    Postpone { next_attempt_ms: u64, reason: &'a str },
     /// Given up: it leaves the outbox.
     GiveUp,
 }
 
-/// One more failed attempt of `id`, retried at `next_attempt_ms`.
-fn reschedule(txn: &redb::WriteTransaction, id: u64, next_attempt_ms: u64, error: &str) -> Outcome<Delivery> {
+/// `id` due again at `next_attempt_ms`, with one more failed attempt
+/// counted when `counted`.
+fn reschedule(
+    txn: &redb::WriteTransaction,
+    id: u64,
+    next_attempt_ms: u64,
+    error: &str,
+    counted: bool,
+) -> Outcome<Delivery> {
     let mut outbox = txn.open_table(OUTBOX)?;
     let Some((mut row, _)) = get_delivery(&outbox, id)? else {
         return Ok(Err(WebhookRefusal::NoDelivery));
@@ -776,7 +795,9 @@ fn reschedule(txn: &redb::WriteTransaction, id: u64, next_attempt_ms: u64, error
     let mut due = txn.open_table(WEBHOOK_DUE)?;
     unindex_due(&mut due, row.next_attempt_ms, id)?;
     index_due(&mut due, next_attempt_ms, id)?;
-    row.attempts = row.attempts.saturating_add(1);
+    if counted {
+        row.attempts = row.attempts.saturating_add(1);
+    }
     row.next_attempt_ms = next_attempt_ms;
     row.last_error = Some(truncated(error, DELIVERY_ERROR_BYTES_MAX));
     put_delivery(&mut outbox, id, &row).map(Ok)

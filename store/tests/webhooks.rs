@@ -777,6 +777,16 @@ fn check_reports_deliveries_that_disagree_with_their_endpoints() {
             "delivery of no endpoint",
         ),
         (
+            "endpoint row replaced by another tenant's",
+            |txn| {
+                let mut t = txn.open_table(ENDPOINTS).unwrap();
+                let theirs = t.get("wh_b").unwrap().unwrap().value().to_vec();
+                t.insert("wh_a", theirs.as_slice()).unwrap();
+            },
+            Some(2),
+            "delivery names another tenant or ledger than its endpoint",
+        ),
+        (
             "delivery removed with its index entry",
             |txn| {
                 txn.open_table(OUTBOX).unwrap().remove(4).unwrap();
@@ -830,4 +840,34 @@ fn settling_a_batch_is_each_settlement_in_one_transaction() {
     drop(s);
     assert_eq!(annal_store::check(dir.path(), &[]).unwrap().failure, None);
     assert_eq!(due_index(dir.path()), [(900, 2), (5_000, 4)]);
+}
+
+/// A corrupt row aborts the whole batch: nothing of it is written, not even
+/// the items before it. A postponed delivery is due again without an
+/// attempt counted.
+#[test]
+fn a_corrupt_row_aborts_the_whole_batch_and_postponing_counts_no_attempt() {
+    const ENDPOINTS: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("webhook_endpoints");
+    let dir = tempfile::tempdir().unwrap();
+    drop(populated(dir.path()));
+    // Delivery 4 (wh_b) loses its endpoint row; delivery 3 (wh_a) is sound.
+    raw_write(dir.path(), |txn| drop(txn.open_table(ENDPOINTS).unwrap().remove("wh_b").unwrap()));
+    let s = open(dir.path());
+    let before = s.due_deliveries(u64::MAX, 10).unwrap();
+    let batch = [(3, Settlement::Delivered), (4, Settlement::Delivered)];
+    assert!(matches!(s.settle_deliveries(&batch), Err(WriteError::Corrupt(_))));
+    assert_eq!(s.due_deliveries(u64::MAX, 10).unwrap(), before, "delivery 3 was not settled either");
+    assert_eq!(s.failure(), None, "a corrupt row does not fail the store");
+
+    let postponed = s
+        .settle_deliveries(&[(
+            3,
+            Settlement::Postpone { next_attempt_ms: 7_000, reason: "tenant suspended" },
+        )])
+        .unwrap();
+    let d = postponed[0].as_ref().expect("postponed");
+    assert_eq!(
+        (d.attempts, d.next_attempt_ms, d.last_error.as_deref()),
+        (0, 7_000, Some("tenant suspended"))
+    );
 }
