@@ -553,18 +553,21 @@ fn init_logging() {
 fn serve(config: Config) -> Result<(), ServeError> {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(ServeError::Runtime)?;
-    runtime.block_on(async move {
+    let served = runtime.block_on(async move {
         // Startup order: config (done) -> logging (done) -> store, migrations,
         // signing identity -> workers -> bind -> ready.
         let (app, events_rx) = app::App::start(&config).map_err(ServeError::Start)?;
         let app = Arc::new(app);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        // The event writer stops last: the other workers record events
+        // (a webhook given up while draining) until they have stopped.
+        let (events_stop_tx, events_stop_rx) = tokio::sync::watch::channel(false);
         let events_worker = tokio::spawn(events::run(
             app.store.clone(),
             events_rx,
             app.events.recorded_counter(),
             app.events.summarizer(),
-            stop_rx.clone(),
+            events_stop_rx,
         ));
         let anchor_app = app.clone();
         let anchor_stop = stop_rx.clone();
@@ -653,6 +656,7 @@ fn serve(config: Config) -> Result<(), ServeError> {
         if let Some(worker) = webhook_worker {
             let _ = worker.await;
         }
+        let _ = events_stop_tx.send(true);
         let _ = events_worker.await;
         match Arc::try_unwrap(app) {
             Ok(app) => match Arc::try_unwrap(app.store) {
@@ -663,7 +667,11 @@ fn serve(config: Config) -> Result<(), ServeError> {
         }
         log::info!("stopped cleanly");
         Ok(())
-    })
+    });
+    // The store is closed by now; a blocking thread still waiting (a slow
+    // DNS lookup of a webhook host) must not hold the exit.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    served
 }
 
 #[derive(Debug)]

@@ -39,9 +39,12 @@ pub fn render(app: &App) -> String {
     out.push_str("# HELP annal_webhook_deliveries_total Webhook delivery attempts by outcome.\n");
     out.push_str("# TYPE annal_webhook_deliveries_total counter\n");
     let worker = &crate::webhook::worker::COUNTS;
-    for (outcome, n) in
-        [("delivered", &worker.delivered), ("retried", &worker.retried), ("abandoned", &worker.abandoned)]
-    {
+    for (outcome, n) in [
+        ("delivered", &worker.delivered),
+        ("retried", &worker.retried),
+        ("abandoned", &worker.abandoned),
+        ("held", &worker.held),
+    ] {
         let _ = writeln!(
             out,
             "annal_webhook_deliveries_total{{outcome=\"{outcome}\"}} {}",

@@ -61,6 +61,9 @@ pub struct State {
     draining: AtomicBool,
     anchoring: AtomicBool,
     delivering: AtomicBool,
+    /// The first fault the webhook worker met in the store (an unreadable
+    /// outbox, a corrupt row); kept until restart.
+    webhook_fault: Mutex<Option<String>>,
     waiting: Mutex<Option<Waiting>>,
 }
 
@@ -71,6 +74,7 @@ impl State {
             draining: AtomicBool::new(false),
             anchoring: AtomicBool::new(false),
             delivering: AtomicBool::new(false),
+            webhook_fault: Mutex::new(None),
             waiting: Mutex::new(None),
         }
     }
@@ -103,6 +107,16 @@ impl State {
 
     pub fn is_delivering(&self) -> bool {
         self.delivering.load(Ordering::SeqCst)
+    }
+
+    /// Records a store fault of the webhook worker (the first one is kept):
+    /// readiness stays red until an operator has looked and restarted.
+    pub fn set_webhook_fault(&self, reason: String) {
+        self.webhook_fault.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert(reason);
+    }
+
+    pub fn webhook_fault(&self) -> Option<String> {
+        self.webhook_fault.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 }
 
@@ -144,6 +158,7 @@ pub fn readiness(app: &App) -> Readiness {
     let workers = match (app.worker_enabled, app.state.is_anchoring()) {
         (true, false) => Err("workers enabled but the anchoring worker is not running".to_owned()),
         (false, true) => Err("workers disabled but the anchoring worker is running".to_owned()),
+        _ if let Some(fault) = app.state.webhook_fault() => Err(format!("webhook worker: {fault}")),
         _ if delivering != app.state.is_delivering() => Err(format!(
             "the webhook worker should {}be running but is {}",
             if delivering { "" } else { "not " },

@@ -7,7 +7,7 @@
 //! the `webhook-id` of a record's delivery is the same on every attempt, so
 //! receivers can drop repeats.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -25,6 +25,10 @@ use crate::limits::{
     WEBHOOK_RESPONSE_BYTES_MAX,
 };
 
+/// How soon a suspended tenant's delivery is looked at again (at most; the
+/// first retry's wait when that is shorter).
+const HELD_RECHECK_MS: u64 = 60_000;
+
 /// The system event code of a delivery given up.
 pub const DELIVERY_FAILED_CODE: &str = "webhook.delivery_failed";
 
@@ -34,10 +38,16 @@ pub struct Counts {
     pub delivered: AtomicU64,
     pub retried: AtomicU64,
     pub abandoned: AtomicU64,
+    /// Not tried because the tenant is suspended.
+    pub held: AtomicU64,
 }
 
-pub static COUNTS: Counts =
-    Counts { delivered: AtomicU64::new(0), retried: AtomicU64::new(0), abandoned: AtomicU64::new(0) };
+pub static COUNTS: Counts = Counts {
+    delivered: AtomicU64::new(0),
+    retried: AtomicU64::new(0),
+    abandoned: AtomicU64::new(0),
+    held: AtomicU64::new(0),
+};
 
 /// The `webhook-id` of one record's delivery to one endpoint: stable across
 /// attempts.
@@ -57,13 +67,15 @@ pub fn backoff_ms(base_ms: u64, max_ms: u64, attempts: u32) -> u64 {
 pub async fn run(app: Arc<App>, hooks: Arc<Webhooks>, mut stop: watch::Receiver<bool>) {
     let concurrency = hooks.settings.concurrency;
     let mut in_flight: JoinSet<(Delivery, Attempt)> = JoinSet::new();
-    // Ids in flight or finished but not yet settled: their rows are still
-    // due in the outbox and must not be taken again.
+    // Which delivery each attempt task carries, so one that dies is let go.
+    let mut tasks: HashMap<tokio::task::Id, u64> = HashMap::new();
+    // Ids in flight, finished but not yet settled, or quarantined (a corrupt
+    // row): their rows are still due in the outbox and must not be taken.
     let mut sending: HashSet<u64> = HashSet::new();
     // Finished attempts waiting for the settle in progress, which runs
     // beside new attempts (its sync overlaps their HTTP).
     let mut finished: Vec<(Delivery, Attempt)> = Vec::new();
-    let mut settling: Option<tokio::task::JoinHandle<Vec<u64>>> = None;
+    let mut settling: Option<(tokio::task::JoinHandle<Vec<u64>>, Vec<u64>)> = None;
     let interval = Duration::from_millis(WEBHOOK_INTERVAL_MS);
     let mut filled_at = None;
     let mut last_fill: Option<Instant> = None;
@@ -84,6 +96,7 @@ pub async fn run(app: Arc<App>, hooks: Arc<Webhooks>, mut stop: watch::Receiver<
             let done = tokio::task::spawn_blocking(move || fill(&store)).await.unwrap_or(false);
             filled_at = done.then_some(commits);
         }
+        let mut read_failed = false;
         let room = concurrency.saturating_sub(in_flight.len());
         if room > 0 {
             let store = app.store.clone();
@@ -98,33 +111,38 @@ pub async fn run(app: Arc<App>, hooks: Arc<Webhooks>, mut stop: watch::Receiver<
                         due.into_iter().filter(|d| !sending.contains(&d.id)).take(room).collect();
                     for d in fresh {
                         sending.insert(d.id);
+                        let id = d.id;
                         let (app, hooks) = (app.clone(), hooks.clone());
-                        in_flight.spawn(async move {
+                        let task = in_flight.spawn(async move {
                             let attempt = attempt(&app, &hooks, &d).await;
                             (d, attempt)
                         });
+                        tasks.insert(task.id(), id);
                     }
                 }
-                Err(e) => log::error!("webhooks: cannot read the outbox: {e}"),
+                Err(e) => {
+                    read_failed = true;
+                    log::error!("webhooks: cannot read the outbox: {e}");
+                    app.state.set_webhook_fault(format!("outbox unreadable: {e}"));
+                }
             }
         }
         // With deliveries in flight or settling, their rows are still due in
         // the outbox: one finishing wakes the loop, and anything else due is
-        // taken within an interval. Otherwise sleep until the next is due.
-        let idle = in_flight.is_empty() && settling.is_none();
-        let wait = if idle { next_wait(&app.store, interval) } else { interval };
+        // taken within an interval. After a failed read, wait an interval too.
+        // Otherwise sleep until the next is due.
+        let idle = in_flight.is_empty() && settling.is_none() && !read_failed;
+        let wait = if idle { next_wait(&app.store, &sending, interval) } else { interval };
         tokio::select! {
-            Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
-                finished.extend(done);
-                while let Some(more) = in_flight.try_join_next() {
-                    finished.extend(more);
+            Some(done) = in_flight.join_next_with_id(), if !in_flight.is_empty() => {
+                take_finished(done, &mut tasks, &mut sending, &mut finished);
+                while let Some(more) = in_flight.try_join_next_with_id() {
+                    take_finished(more, &mut tasks, &mut sending, &mut finished);
                 }
             }
-            settled = async { settling.as_mut().expect("guarded").await }, if settling.is_some() => {
-                settling = None;
-                for id in settled.unwrap_or_default() {
-                    sending.remove(&id);
-                }
+            settled = async { (&mut settling.as_mut().expect("guarded").0).await }, if settling.is_some() => {
+                let (_, ids) = settling.take().expect("guarded");
+                release(&mut sending, ids, settled);
             }
             _ = tokio::time::sleep(wait) => {}
             _ = stop.changed() => {}
@@ -132,22 +150,19 @@ pub async fn run(app: Arc<App>, hooks: Arc<Webhooks>, mut stop: watch::Receiver<
         // Everything finished since the last settle goes in one transaction.
         if settling.is_none() && !finished.is_empty() {
             let (app, hooks, batch) = (app.clone(), hooks.clone(), std::mem::take(&mut finished));
-            settling = Some(tokio::spawn(async move {
-                let ids = batch.iter().map(|(d, _)| d.id).collect();
-                settle_all(&app, &hooks, batch).await;
-                ids
-            }));
+            let ids = batch.iter().map(|(d, _)| d.id).collect();
+            settling = Some((tokio::spawn(async move { settle_all(&app, &hooks, batch).await }), ids));
         }
     }
-    if let Some(handle) = settling.take() {
-        let _ = handle.await;
+    if let Some((handle, ids)) = settling.take() {
+        release(&mut sending, ids, handle.await);
     }
     // Attempts in flight get a bounded time to finish; the rest are cut.
     // Their rows stay in the outbox and are sent again after the restart
     // (delivery is at least once).
     let drained = tokio::time::timeout(Duration::from_millis(WEBHOOK_DRAIN_MS), async {
-        while let Some(done) = in_flight.join_next().await {
-            finished.extend(done);
+        while let Some(done) = in_flight.join_next_with_id().await {
+            take_finished(done, &mut tasks, &mut sending, &mut finished);
         }
     })
     .await;
@@ -159,10 +174,48 @@ pub async fn run(app: Arc<App>, hooks: Arc<Webhooks>, mut stop: watch::Receiver<
     log::info!("webhook worker stopped");
 }
 
-/// How long to sleep: until the next delivery is due, at most `interval`.
-fn next_wait(store: &Store, interval: Duration) -> Duration {
-    match store.next_delivery_due() {
-        Ok(Some(due)) => Duration::from_millis(due.saturating_sub(now_ms())).min(interval),
+/// Takes one finished attempt task's result. A task that died (a panic)
+/// lets its delivery go: its row is still due and is taken again.
+fn take_finished(
+    done: Result<(tokio::task::Id, (Delivery, Attempt)), tokio::task::JoinError>,
+    tasks: &mut HashMap<tokio::task::Id, u64>,
+    sending: &mut HashSet<u64>,
+    finished: &mut Vec<(Delivery, Attempt)>,
+) {
+    match done {
+        Ok((task, item)) => {
+            tasks.remove(&task);
+            finished.push(item);
+        }
+        Err(e) => {
+            log::error!("webhooks: an attempt task died: {e}");
+            if let Some(id) = tasks.remove(&e.id()) {
+                sending.remove(&id);
+            }
+        }
+    }
+}
+
+/// After a settle: its ids may be taken again, except the quarantined ones
+/// (rows that are corrupt stay out of circulation until an operator looks).
+/// A settle task that died settled nothing; its rows are taken again.
+fn release(sending: &mut HashSet<u64>, ids: Vec<u64>, settled: Result<Vec<u64>, tokio::task::JoinError>) {
+    let quarantined = settled.unwrap_or_else(|e| {
+        log::error!("webhooks: a settle task died: {e}");
+        Vec::new()
+    });
+    for id in ids.into_iter().filter(|id| !quarantined.contains(id)) {
+        sending.remove(&id);
+    }
+}
+
+/// How long to sleep: until the next delivery is due, at most `interval`
+/// (and the full interval when the earliest due row is one held back).
+fn next_wait(store: &Store, held: &HashSet<u64>, interval: Duration) -> Duration {
+    match store.due_deliveries(u64::MAX, 1).map(|d| d.into_iter().next()) {
+        Ok(Some(d)) if !held.contains(&d.id) => {
+            Duration::from_millis(d.next_attempt_ms.saturating_sub(now_ms())).min(interval)
+        }
         _ => interval,
     }
 }
@@ -222,6 +275,8 @@ enum Attempt {
     Delivered,
     /// Worth retrying: a transport failure or a non-2xx answer.
     Failed(String),
+    /// Not tried, and not counted: the tenant is suspended.
+    Held(String),
     /// Nothing to deliver any more (the endpoint was disabled meanwhile).
     Moot,
 }
@@ -231,16 +286,30 @@ async fn attempt(app: &App, hooks: &Webhooks, d: &Delivery) -> Attempt {
     let (endpoint, ledger, tenant, seq) = (d.endpoint.clone(), d.ledger.clone(), d.tenant.clone(), d.seq);
     let read = tokio::task::spawn_blocking(move || {
         let endpoint = store.webhook(&endpoint).map_err(|e| format!("endpoint unreadable: {e:?}"))?;
-        // Nothing leaves for a suspended tenant: the attempt fails and is
-        // retried, so a resumed tenant still gets it.
+        // Nothing leaves for a suspended tenant: the delivery waits, no
+        // attempt counted, so a resumed tenant still gets it.
         if suspended(&store, &tenant).map_err(|e| format!("tenant unreadable: {e:?}"))? {
-            return Err("tenant suspended".to_owned());
+            return Ok(None);
         }
         let record =
             store.record(&tenant, &ledger, Seq::new(seq)).map_err(|e| format!("record unreadable: {e:?}"))?;
-        Ok::<_, String>((endpoint, record))
+        Ok::<_, String>(Some((endpoint, record)))
     })
     .await;
+    let read = match read {
+        Ok(Ok(None)) => return Attempt::Held("tenant suspended".into()),
+        Ok(Ok(Some(found))) => Ok(Ok(found)),
+        Ok(Err(reason)) => Ok(Err(reason)),
+        Err(e) => Err(e),
+    };
+    // A delivery goes only to its own endpoint's tenant and ledger; a row
+    // that says otherwise is corrupt and never sent.
+    if let Ok(Ok((Some(e), _))) = &read
+        && (e.tenant != d.tenant || e.ledger != d.ledger)
+    {
+        log::error!("webhooks: delivery {} names another tenant or ledger than endpoint {}", d.id, e.id);
+        return Attempt::Failed("delivery does not match its endpoint".into());
+    }
     let (endpoint, record) = match read {
         Ok(Ok((Some(e), Some(r)))) if e.disabled_ms.is_none() => (e, r),
         // Disabled meanwhile (disabling drops pending rows; this one was in flight).
@@ -312,26 +381,68 @@ async fn send(hooks: &Webhooks, endpoint: &WebhookEndpoint, seq: u64, body: byte
 
 /// Records finished attempts in the outbox, in one transaction (one sync,
 /// however many finished together), and the given-up ones as events.
-async fn settle_all(app: &App, hooks: &Webhooks, finished: Vec<(Delivery, Attempt)>) {
+/// Returns the ids of deliveries whose rows are corrupt (quarantined).
+async fn settle_all(app: &Arc<App>, hooks: &Webhooks, finished: Vec<(Delivery, Attempt)>) -> Vec<u64> {
     if finished.is_empty() {
-        return;
+        return Vec::new();
     }
-    let store = app.store.clone();
+    let state_app = app.clone();
     let settings = hooks.settings.clone();
-    let settled = tokio::task::spawn_blocking(move || settle(&store, &settings, &finished)).await;
+    let settled =
+        tokio::task::spawn_blocking(move || settle(&state_app.store, &state_app.state, &settings, &finished))
+            .await;
     match settled {
-        Ok(events) => events.into_iter().for_each(|e| app.events.record_unbudgeted(e)),
-        Err(e) => log::error!("webhooks: settling deliveries failed: {e}"),
+        Ok((events, quarantined)) => {
+            events.into_iter().for_each(|e| app.events.record_unbudgeted(e));
+            quarantined
+        }
+        Err(e) => {
+            log::error!("webhooks: settling deliveries failed: {e}");
+            Vec::new()
+        }
+    }
+}
+
+/// Records the outcomes of `finished` in one transaction. When a corrupt
+/// row aborts it, each is recorded on its own, and the ones whose rows are
+/// corrupt are returned: they stay out of circulation, and readiness says
+/// so (re-sending them would repeat forever, with no attempt counted).
+fn settle(
+    store: &Store,
+    app_state: &crate::state::State,
+    settings: &crate::config::WebhooksConfig,
+    finished: &[(Delivery, Attempt)],
+) -> (Vec<Event>, Vec<u64>) {
+    match settle_batch(store, settings, finished) {
+        Err(annal_store::WriteError::Corrupt(c)) => {
+            log::error!("webhooks: a corrupt outbox row aborted a settle: {c:?}; settling one by one");
+            app_state.set_webhook_fault(format!("corrupt webhook row: {c:?}"));
+            let mut events = Vec::new();
+            let mut quarantined = Vec::new();
+            for item in finished {
+                match settle_batch(store, settings, std::slice::from_ref(item)) {
+                    Ok(mut e) => events.append(&mut e),
+                    Err(annal_store::WriteError::Corrupt(_)) => quarantined.push(item.0.id),
+                    Err(e) => log::error!("webhooks: cannot record delivery {}: {e:?}", item.0.id),
+                }
+            }
+            (events, quarantined)
+        }
+        Err(e) => {
+            log::error!("webhooks: cannot record {} delivery outcome(s): {e:?}", finished.len());
+            (Vec::new(), Vec::new())
+        }
+        Ok(events) => (events, Vec::new()),
     }
 }
 
 /// What each attempt means for its row, applied in one store call; returns
 /// the events of the deliveries given up.
-fn settle(
+fn settle_batch(
     store: &Store,
     settings: &crate::config::WebhooksConfig,
     finished: &[(Delivery, Attempt)],
-) -> Vec<Event> {
+) -> Result<Vec<Event>, annal_store::WriteError> {
     let now = now_ms();
     let batch: Vec<(u64, Settlement<'_>)> = finished
         .iter()
@@ -339,6 +450,10 @@ fn settle(
             let how = match attempt {
                 Attempt::Delivered => Settlement::Delivered,
                 Attempt::Moot => Settlement::GiveUp,
+                Attempt::Held(reason) => Settlement::Postpone {
+                    next_attempt_ms: now + settings.retry_base_ms.min(HELD_RECHECK_MS),
+                    reason,
+                },
                 Attempt::Failed(reason) if d.attempts + 1 < settings.attempts_max => Settlement::Retry {
                     next_attempt_ms: now
                         + backoff_ms(settings.retry_base_ms, settings.retry_max_ms, d.attempts + 1),
@@ -349,13 +464,7 @@ fn settle(
             (d.id, how)
         })
         .collect();
-    let results = match store.settle_deliveries(&batch) {
-        Ok(r) => r,
-        Err(e) => {
-            log::error!("webhooks: cannot record {} delivery outcome(s): {e:?}", batch.len());
-            return Vec::new();
-        }
-    };
+    let results = store.settle_deliveries(&batch)?;
     let mut events = Vec::new();
     for (((d, attempt), (_, how)), result) in finished.iter().zip(&batch).zip(results) {
         if result.is_err() {
@@ -368,6 +477,9 @@ fn settle(
                 COUNTS.delivered.fetch_add(1, Ordering::Relaxed);
             }
             (Attempt::Moot, _) => {}
+            (Attempt::Held(_), _) => {
+                COUNTS.held.fetch_add(1, Ordering::Relaxed);
+            }
             (Attempt::Failed(reason), Settlement::Retry { .. }) => {
                 COUNTS.retried.fetch_add(1, Ordering::Relaxed);
                 log::info!("webhook {} seq {}: attempt {attempts} failed: {reason}", d.endpoint, d.seq);
@@ -397,7 +509,7 @@ fn settle(
             }
         }
     }
-    events
+    Ok(events)
 }
 
 #[cfg(test)]
