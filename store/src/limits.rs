@@ -37,8 +37,10 @@ pub const INDEX_CHUNK_RECORDS: u64 = 128;
 pub const INDEX_STEP_RECORDS_MAX: u64 = 16_384;
 pub const INDEX_STEP_KEY_BYTES_MAX: usize = 4 * 1024 * 1024;
 /// How long opening the index waits for a sled directory lock that a
-/// just-dropped handle of this process has not released yet.
-pub const INDEX_LOCK_WAIT_MS: u64 = 2_000;
+/// just-dropped handle of this process has not released yet (its flusher
+/// thread can take seconds to exit on a loaded machine: 2 s was seen to be
+/// too short in CI).
+pub const INDEX_LOCK_WAIT_MS: u64 = 10_000;
 /// Perfect Merkle subtrees are stored from this level up; lower levels are
 /// recomputed from at most `2^level` record hashes, which keeps the node
 /// table at about 1/8 of a hash per record.
