@@ -383,6 +383,9 @@ fn webhook_urls_are_checked() {
         ("http://[::1]/x", "webhook.url_forbidden"),
         ("http://[::ffff:192.168.0.1]/x", "webhook.url_forbidden"),
         ("http://localhost:9/x", "webhook.url_forbidden"),
+        // `.invalid` never resolves (RFC 6761): the same answer as a
+        // forbidden address, so tenants cannot tell which names exist.
+        ("http://no-such-host.invalid/x", "webhook.url_forbidden"),
     ] {
         let r = try_url(url);
         assert_eq!((r.status, r.json()["code"].clone()), (422, json!(code)), "{url}: {}", text(&r));
