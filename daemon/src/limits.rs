@@ -99,6 +99,9 @@ pub const WEBHOOK_INTERVAL_MS: u64 = 200;
 /// pass reads every endpoint row, and an endpoint with 256 pending rows
 /// drains them in well under the worker's interval.
 pub const WEBHOOK_FILL_GAP_MS: u64 = 20;
+/// Shortest time between two settle transactions of the webhook worker
+/// (each holds redb's one writer, and so the appends, for a sync).
+pub const WEBHOOK_SETTLE_GAP_MS: u64 = 50;
 /// Records one endpoint moves into the outbox per pass: as many as it may
 /// have pending, so a pass refills an endpoint that caught up.
 pub const WEBHOOK_ENQUEUE_PER_PASS_MAX: usize = annal_store::limits::PENDING_PER_ENDPOINT_MAX as usize;

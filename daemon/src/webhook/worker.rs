@@ -22,7 +22,7 @@ use crate::app::{App, now_ms};
 use crate::events::{Event, Kind};
 use crate::limits::{
     WEBHOOK_DRAIN_MS, WEBHOOK_ENQUEUE_PER_PASS_MAX, WEBHOOK_FILL_GAP_MS, WEBHOOK_INTERVAL_MS,
-    WEBHOOK_RESPONSE_BYTES_MAX,
+    WEBHOOK_RESPONSE_BYTES_MAX, WEBHOOK_SETTLE_GAP_MS,
 };
 
 /// How soon a suspended tenant's delivery is looked at again (at most; the
@@ -79,6 +79,8 @@ pub async fn run(app: Arc<App>, hooks: Arc<Webhooks>, mut stop: watch::Receiver<
     let interval = Duration::from_millis(WEBHOOK_INTERVAL_MS);
     let mut filled_at = None;
     let mut last_fill: Option<Instant> = None;
+    let settle_gap = Duration::from_millis(WEBHOOK_SETTLE_GAP_MS);
+    let mut last_settle = Instant::now();
     loop {
         // Draining starts at SIGTERM: no new attempt from then on.
         if *stop.borrow() || app.state.is_draining() {
@@ -132,7 +134,11 @@ pub async fn run(app: Arc<App>, hooks: Arc<Webhooks>, mut stop: watch::Receiver<
         // taken within an interval. After a failed read, wait an interval too.
         // Otherwise sleep until the next is due.
         let idle = in_flight.is_empty() && settling.is_none() && !read_failed;
-        let wait = if idle { next_wait(&app.store, &sending, interval) } else { interval };
+        let mut wait = if idle { next_wait(&app.store, &sending, interval) } else { interval };
+        // Finished attempts wait for the settle gap, and wake the loop at its end.
+        if settling.is_none() && !finished.is_empty() {
+            wait = wait.min(settle_gap.saturating_sub(last_settle.elapsed()));
+        }
         tokio::select! {
             Some(done) = in_flight.join_next_with_id(), if !in_flight.is_empty() => {
                 take_finished(done, &mut tasks, &mut sending, &mut finished);
@@ -147,8 +153,12 @@ pub async fn run(app: Arc<App>, hooks: Arc<Webhooks>, mut stop: watch::Receiver<
             _ = tokio::time::sleep(wait) => {}
             _ = stop.changed() => {}
         }
-        // Everything finished since the last settle goes in one transaction.
-        if settling.is_none() && !finished.is_empty() {
+        // Everything finished since the last settle goes in one transaction,
+        // at most one per settle gap: each takes redb's one writer from the
+        // committer for a sync, so fewer, larger ones leave appends their
+        // group commits.
+        if settling.is_none() && !finished.is_empty() && last_settle.elapsed() >= settle_gap {
+            last_settle = Instant::now();
             let (app, hooks, batch) = (app.clone(), hooks.clone(), std::mem::take(&mut finished));
             let ids = batch.iter().map(|(d, _)| d.id).collect();
             settling = Some((tokio::spawn(async move { settle_all(&app, &hooks, batch).await }), ids));
