@@ -68,6 +68,19 @@ pub const EXPORTS_CONCURRENT_MAX: usize = 8;
 pub const EVENT_SCAN_RECORDS_MAX: u64 = 100_000;
 /// Cadence of the indexing worker once the sled index is caught up.
 pub const INDEX_INTERVAL_MS: u64 = 200;
+/// The nice value of the thread that runs index passes while the index
+/// keeps up (19, the lowest priority; nice is per thread on Linux). The
+/// index is derived and appends never wait for it, so it runs on CPU time
+/// the request path leaves over: under append load the machine idles while
+/// commits wait for `fdatasync`, and at normal priority the index competed
+/// with the committer for the same two cores (docs/PERFORMANCE.md).
+pub const INDEX_THREAD_NICE: i32 = 19;
+/// How long the index may stay more than one pass behind the store before
+/// its passes move to a normal-priority thread until it is within one pass
+/// again: on a machine kept busy the lowest priority alone could leave it
+/// behind without bound. Under append load at full speed the low-priority
+/// thread keeps within about a second of appends (docs/PERFORMANCE.md).
+pub const INDEX_LOW_PRIORITY_BEHIND_MS_MAX: u64 = 5_000;
 /// Records one indexing pass indexes, about (a ledger goes in chunks of up
 /// to the store's range limit), so a pass never holds the worker for long.
 pub const INDEX_PASS_RECORDS_MAX: u64 = 4_096;

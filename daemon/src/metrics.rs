@@ -51,6 +51,14 @@ pub fn render(app: &App) -> String {
             n.load(Ordering::Relaxed)
         );
     }
+    // Absent without an index, or until its first pass since start has
+    // counted what its watermarks cover.
+    if let Some(indexed) = app.index.as_ref().and_then(|i| i.indexed_total()) {
+        out.push_str("# HELP annal_index_lag_records Records committed but not yet in the derived index (lineage, payload digests, event queries).\n");
+        out.push_str("# TYPE annal_index_lag_records gauge\n");
+        let _ =
+            writeln!(out, "annal_index_lag_records {}", app.store.records_total().saturating_sub(indexed));
+    }
     out.push_str("# HELP annal_ready Whether every readiness check passes (1) or not (0).\n");
     out.push_str("# TYPE annal_ready gauge\n");
     let _ = writeln!(out, "annal_ready {}", u8::from(crate::state::readiness(app).ready));

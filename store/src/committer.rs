@@ -398,8 +398,8 @@ impl Committer {
         match self.apply(batch, &mut replies, &mut state, flush) {
             Ok(outcomes) => {
                 self.commits_since_flush = if flush { 0 } else { self.commits_since_flush + 1 };
-                self.shared.publish_tails(self.tails.clone());
                 self.records_total = state.records_total;
+                self.shared.publish(self.tails.clone(), self.records_total);
                 self.next_ledger_id = state.next_ledger_id;
                 if self.heads.len() + state.heads.len() > HEAD_CACHE_COUNT_MAX {
                     self.heads.clear();
@@ -846,7 +846,7 @@ mod tests {
         let (tx, rx) = std::sync::mpsc::sync_channel(crate::limits::QUEUE_DEPTH_MAX);
         let (acks, _acker) = spawn_acker().expect("acker");
         let c = Committer {
-            shared: Arc::new(Shared::new(db, Tails::new())),
+            shared: Arc::new(Shared::new(db, Tails::new(), 0)),
             rx,
             acks,
             heads: HashMap::new(),

@@ -100,6 +100,10 @@ pub struct Index {
     /// `Store::commits` when a step that started then caught up with every
     /// ledger (`u64::MAX`: never).
     caught_up_at: AtomicU64,
+    /// Records indexed: the sum of every ledger's watermark, counted when
+    /// the watermarks are checked against the store and kept up by each
+    /// step; `u64::MAX` until then, or after a step failed part way.
+    indexed_total: AtomicU64,
 }
 
 fn lineage_prefix(tenant: &str, ledger: &str, seq: u64) -> Vec<u8> {
@@ -284,8 +288,13 @@ impl Index {
         // is the right side of sled's knob.
         let config = sled::Config::new().path(dir).mode(sled::Mode::HighThroughput);
         let db = open_waiting_for_lock(&config)?;
-        let index =
-            Index { db, events, verified: AtomicBool::new(false), caught_up_at: AtomicU64::new(u64::MAX) };
+        let index = Index {
+            db,
+            events,
+            verified: AtomicBool::new(false),
+            caught_up_at: AtomicU64::new(u64::MAX),
+            indexed_total: AtomicU64::new(u64::MAX),
+        };
         if index.db.get(STAMP_KEY)?.as_deref() != Some(index.stamp().as_bytes()) {
             // Built by another layout or configuration: its entries cannot be
             // trusted to be complete for this one.
@@ -328,22 +337,31 @@ impl Index {
 
     /// Whether every stored watermark, and every pending mark a crash left,
     /// names a ledger of the store whose record before the mark has the hash
-    /// the index saw.
-    fn matches_store(&self, store: &Store) -> Result<bool, IndexError> {
+    /// the index saw; if so, the records indexed (the watermarks' sum).
+    fn matches_store(&self, store: &Store) -> Result<Option<u64>, IndexError> {
+        let mut indexed: u64 = 0;
         for kv in self.db.scan_prefix(b"W") {
             let (k, v) = kv?;
             let wm = Watermark::decode(&v)?;
             let name =
                 std::str::from_utf8(&k[1..]).map_err(|_| IndexError::Sled("bad watermark key".into()))?;
-            let Some((t, l)) = name.split_once('/') else { return Ok(false) };
-            let (Ok(tenant), Ok(ledger)) = (TenantId::new(t), LedgerName::new(l)) else { return Ok(false) };
+            let Some((t, l)) = name.split_once('/') else { return Ok(None) };
+            let (Ok(tenant), Ok(ledger)) = (TenantId::new(t), LedgerName::new(l)) else { return Ok(None) };
             for mark in std::iter::once(wm.done).chain(wm.pending) {
                 if !self.same_history(store, &tenant, &ledger, mark)? {
-                    return Ok(false);
+                    return Ok(None);
                 }
             }
+            indexed += wm.done.next;
         }
-        Ok(true)
+        Ok(Some(indexed))
+    }
+
+    /// Records indexed so far (every ledger's watermark, summed), once the
+    /// first step since open has checked the watermarks; `None` before.
+    /// `Store::records_total` minus this is how far the index is behind.
+    pub fn indexed_total(&self) -> Option<u64> {
+        Some(self.indexed_total.load(Ordering::Acquire)).filter(|&n| n != u64::MAX)
     }
 
     fn same_history(
@@ -387,18 +405,35 @@ impl Index {
     /// watermark against the store and clears the index if the store's
     /// history is not the one indexed.
     pub fn catch_up_step(&self, store: &Store, records_max: u64) -> Result<CatchUp, IndexError> {
+        let step = self.step(store, records_max);
+        if step.is_err() {
+            // The count may have missed what the failed step wrote: count
+            // again (with the check) on the next step.
+            self.indexed_total.store(u64::MAX, Ordering::Release);
+            self.verified.store(false, Ordering::Release);
+        }
+        step
+    }
+
+    fn step(&self, store: &Store, records_max: u64) -> Result<CatchUp, IndexError> {
         let commits = store.commits();
         let mut reset = false;
         if !self.verified.load(Ordering::Acquire) {
-            if !self.matches_store(store)? {
-                self.reset()?;
-                reset = true;
-            }
+            let indexed = match self.matches_store(store)? {
+                Some(indexed) => indexed,
+                None => {
+                    self.reset()?;
+                    reset = true;
+                    0
+                }
+            };
+            self.indexed_total.store(indexed, Ordering::Release);
             self.verified.store(true, Ordering::Release);
         }
         match self.plan(store, records_max)? {
             Some((plan, step)) => {
                 self.write(&plan)?;
+                self.indexed_total.fetch_add(step.indexed, Ordering::AcqRel);
                 if step.complete {
                     self.caught_up_at.store(commits, Ordering::Release);
                 }
@@ -408,6 +443,7 @@ impl Index {
                 // A ledger shorter than its watermark, or a record that is not
                 // the one indexed: this index describes another history.
                 self.reset()?;
+                self.indexed_total.store(0, Ordering::Release);
                 Ok(CatchUp { indexed: 0, complete: false, reset: true })
             }
         }
@@ -550,6 +586,7 @@ impl Index {
     /// Drops everything and indexes from scratch.
     pub fn rebuild(&self, store: &Store) -> Result<u64, IndexError> {
         self.reset()?;
+        self.indexed_total.store(0, Ordering::Release);
         self.verified.store(true, Ordering::Release);
         self.catch_up(store)
     }
@@ -776,6 +813,31 @@ mod tests {
         (other, index)
     }
 
+    /// The count of records indexed follows every step, is counted again
+    /// from the watermarks after a reopen, and starts over with a reset:
+    /// the store's total minus it is how far the index is behind.
+    #[test]
+    fn indexed_total_counts_what_the_watermarks_cover() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), OpenOptions::default()).unwrap();
+        fill(&s, "p", 300);
+        assert_eq!(s.records_total(), 300);
+        let index = Index::open(&dir.path().join("index")).unwrap();
+        assert_eq!(index.indexed_total(), None, "not counted before the first step");
+        index.catch_up_step(&s, 1).unwrap();
+        assert_eq!(index.indexed_total(), Some(INDEX_CHUNK_RECORDS));
+        index.catch_up_step(&s, u64::MAX).unwrap();
+        assert_eq!(index.indexed_total(), Some(300));
+        append(&s, 300, b"one more", Vec::new());
+        assert_eq!((s.records_total(), index.indexed_total()), (301, Some(300)));
+        drop(index);
+        let index = Index::open(&dir.path().join("index")).unwrap();
+        let step = index.catch_up_step(&s, u64::MAX).unwrap();
+        assert_eq!((step.indexed, index.indexed_total()), (1, Some(301)), "300 counted from the watermarks");
+        assert_eq!(index.rebuild(&s).unwrap(), 301);
+        assert_eq!(index.indexed_total(), Some(301));
+    }
+
     #[test]
     fn a_cut_off_step_is_completed_against_the_same_store() {
         for cut in [0, 1, 150, ALL_ENTRIES, usize::MAX] {
@@ -820,7 +882,7 @@ mod tests {
         // of one chunk ends at 256, below the entries already written.
         let index = Index::open(&dir.path().join("index")).unwrap();
         // Cut off again right after announcing: the mark is not lowered.
-        assert!(index.matches_store(&s).unwrap());
+        assert_eq!(index.matches_store(&s).unwrap(), Some(INDEX_CHUNK_RECORDS));
         let (plan, _) = index.plan(&s, 1).unwrap().expect("same history");
         index.write_until(&plan, 0).unwrap();
         let wm = index.read_watermark("acme", "orders").unwrap();

@@ -189,10 +189,12 @@ pub(crate) struct Shared {
     tails: RwLock<Arc<Tails>>,
     /// Transactions committed since open.
     commits: AtomicU64,
+    /// Records in the store, as of the last commit.
+    records_total: AtomicU64,
 }
 
 impl Shared {
-    pub(crate) fn new(db: redb::Database, tails: Tails) -> Shared {
+    pub(crate) fn new(db: redb::Database, tails: Tails, records_total: u64) -> Shared {
         Shared {
             db,
             failed_flag: AtomicBool::new(false),
@@ -200,6 +202,7 @@ impl Shared {
             tails: RwLock::new(Arc::new(tails)),
             // Each store counts from its own base, 2^40 apart.
             commits: AtomicU64::new(STORES_OPENED.fetch_add(1, Ordering::Relaxed) << 40),
+            records_total: AtomicU64::new(records_total),
         }
     }
 
@@ -212,8 +215,10 @@ impl Shared {
         self.failed_flag.store(true, Ordering::Release);
     }
 
-    /// Makes `tails` what readers see; called after a commit, before its acks.
-    pub(crate) fn publish_tails(&self, tails: Tails) {
+    /// Makes `tails` and `records_total` what readers see; called after a
+    /// commit, before its acks.
+    pub(crate) fn publish(&self, tails: Tails, records_total: u64) {
+        self.records_total.store(records_total, Ordering::Release);
         *self.tails.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(tails);
         self.commits.fetch_add(1, Ordering::Release);
     }
@@ -323,7 +328,7 @@ impl Store {
         };
         let ledgers = hwm::LedgerMarks::open(&log_path, verified, log.as_ref()).map_err(io_err(&log_path))?;
         let hwm = Hwm::open(&hwm_path, mark, ledgers).map_err(io_err(&hwm_path))?;
-        let shared = Arc::new(Shared::new(db, recovered.tails.clone()));
+        let shared = Arc::new(Shared::new(db, recovered.tails.clone(), records_total));
         let (tx, rx) = sync_channel(QUEUE_DEPTH_MAX);
         let (acks, acker) = crate::committer::spawn_acker().map_err(io_err(data_dir))?;
         let committer = Committer {
@@ -603,6 +608,13 @@ impl Store {
                 Some((TenantId::new(&h.tenant).ok()?, LedgerName::new(&h.ledger).ok()?, h.next_seq))
             })
             .collect())
+    }
+
+    /// Records in the store (every ledger, the system event ledger
+    /// included), as of the last commit: every acknowledged append is
+    /// counted before its caller hears of it.
+    pub fn records_total(&self) -> u64 {
+        self.shared.records_total.load(Ordering::Acquire)
     }
 
     /// Changes with every committed transaction, and differs between the

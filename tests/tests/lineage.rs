@@ -142,6 +142,49 @@ fn lineage_lists_same_and_cross_ledger_ancestors_and_descendants() {
     assert_eq!((r.status, code(&r)), (404, "ledger.not_found".to_owned()));
 }
 
+/// The nice value (field 19 of `/proc/<pid>/task/<tid>/stat`) of each of
+/// the daemon's threads named `name`.
+fn thread_nice(pid: u32, name: &str) -> Vec<i64> {
+    let mut nice = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("tasks") {
+        let dir = task.expect("task").path();
+        if std::fs::read_to_string(dir.join("comm")).is_ok_and(|c| c.trim() == name) {
+            let stat = std::fs::read_to_string(dir.join("stat")).expect("stat");
+            // Fields after the parenthesised name; the name may hold spaces.
+            let rest = &stat[stat.rfind(')').expect("comm end") + 2..];
+            nice.push(rest.split(' ').nth(16).expect("nice field").parse().expect("nice"));
+        }
+    }
+    nice
+}
+
+/// Index passes run on threads of their own: one at the lowest priority
+/// (`INDEX_THREAD_NICE`), so indexing takes CPU time appends leave over,
+/// and one at normal priority for an index left behind too long; the
+/// request path and the committer stay at normal priority; the index
+/// catches up.
+#[test]
+fn index_passes_run_on_threads_of_their_own_at_low_priority_first() {
+    let d = Daemon::start(None);
+    let key = d.tenant_with_key("acme");
+    let f = family(&d, &key);
+    check_family(&d, &key, &f);
+    assert_eq!(thread_nice(d.pid(), "annal-index-low"), vec![19]);
+    assert_eq!(thread_nice(d.pid(), "annal-index"), vec![0]);
+    let workers = thread_nice(d.pid(), "tokio-rt-worker");
+    assert!(!workers.is_empty() && workers.iter().all(|&n| n == 0), "{workers:?}");
+    assert_eq!(thread_nice(d.pid(), "annal-committer"), vec![0]);
+    // Once the event writer has recorded the admin calls too, nothing is
+    // behind.
+    let lag = || {
+        let metrics = d.call("GET", "/metrics", &d.admin_key(), None);
+        let text = String::from_utf8_lossy(&metrics.body).into_owned();
+        let line = text.lines().find_map(|l| l.strip_prefix("annal_index_lag_records "));
+        json!(line.map(|n| n.parse::<u64>().expect("lag")))
+    };
+    poll("index lag 0", lag, |v| *v == json!(0));
+}
+
 /// A record's children past what one answer lists (`LINEAGE_NODES_MAX`,
 /// 256): exactly 256 are listed whole; one more and the answer lists the
 /// first 256 in (ledger, seq) order and says it was cut short.
