@@ -524,7 +524,7 @@ impl Committer {
     fn flush_tails(&mut self, t: &mut Tables<'_>) -> Result<(), Abort> {
         for (key, tail) in &self.tails {
             let id = tail.head.id;
-            let records = (tail.first..).zip(&tail.records).map(|(seq, value)| ((id, seq), &value[..]));
+            let records = (tail.first..).zip(tail.records.iter()).map(|(seq, value)| ((id, seq), &value[..]));
             insert_run(&mut t.records, records, "record key already present")?;
             let mut nodes: Vec<((u64, u64, u8), [u8; 32])> =
                 tail.nodes.iter().map(|(&(l, index), h)| (crate::tree::node_key(id, l, index), *h)).collect();

@@ -34,6 +34,47 @@ use crate::tree::{append_leaf, stored_level};
 /// Bytes before the stored record in a log value: ledger id, seq (both LE).
 pub(crate) const LOG_PREFIX_BYTES: usize = 16;
 
+/// Records per chunk of a tail's record list.
+const TAIL_CHUNK_RECORDS: usize = 64;
+
+/// A tail's stored record values, in chunks of `TAIL_CHUNK_RECORDS`. The
+/// committer changes a tail the readers hold (the published one) by cloning
+/// it, once per batch that touches it: a clone shares every chunk and
+/// copies only the one it appends to, where a flat list cost an atomic
+/// increment, and later a decrement, per record of the tail per batch
+/// (about 7% of the committer's time on one hot ledger).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct TailRecords {
+    chunks: Vec<Arc<Vec<Arc<[u8]>>>>,
+    len: usize,
+}
+
+impl TailRecords {
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn get(&self, i: usize) -> Option<&Arc<[u8]>> {
+        if i >= self.len {
+            return None;
+        }
+        self.chunks.get(i / TAIL_CHUNK_RECORDS)?.get(i % TAIL_CHUNK_RECORDS)
+    }
+
+    fn push(&mut self, value: Arc<[u8]>) {
+        if self.len.is_multiple_of(TAIL_CHUNK_RECORDS) {
+            self.chunks.push(Arc::new(Vec::with_capacity(TAIL_CHUNK_RECORDS)));
+        }
+        let last = self.chunks.last_mut().expect("a chunk with room");
+        Arc::make_mut(last).push(value);
+        self.len += 1;
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<[u8]>> {
+        self.chunks.iter().flat_map(|c| c.iter())
+    }
+}
+
 /// One ledger's records that are in the log, not yet in `records`.
 #[derive(Clone, Debug)]
 pub(crate) struct LedgerTail {
@@ -42,14 +83,14 @@ pub(crate) struct LedgerTail {
     /// Seq of `records[0]`; every seq below it is in `records`.
     pub(crate) first: u64,
     /// Stored record values (hash set), seqs `first..`.
-    pub(crate) records: Vec<Arc<[u8]>>,
+    pub(crate) records: TailRecords,
     /// Merkle nodes at stored levels completed by the tail.
     pub(crate) nodes: HashMap<(u8, u64), [u8; 32]>,
 }
 
 impl LedgerTail {
     pub(crate) fn new(head: StoredHead) -> LedgerTail {
-        LedgerTail { first: head.next_seq, head, records: Vec::new(), nodes: HashMap::new() }
+        LedgerTail { first: head.next_seq, head, records: TailRecords::default(), nodes: HashMap::new() }
     }
 
     /// The stored value of `seq`, if it is in this tail.
@@ -262,6 +303,34 @@ mod tests {
     use annal_chain::{Hash32, RecordView, Seq};
 
     const KEY: &str = "acme/orders";
+
+    /// The chunked list answers like a flat one across chunk boundaries,
+    /// and a clone taken before more pushes keeps seeing what it had.
+    #[test]
+    fn tail_records_read_like_a_list_and_clones_keep_their_length() {
+        let n = 3 * TAIL_CHUNK_RECORDS + 5;
+        let values: Vec<Arc<[u8]>> = (0..n).map(|i| Arc::from(i.to_le_bytes().as_slice())).collect();
+        let mut records = TailRecords::default();
+        let mut published = Vec::new();
+        for (i, v) in values.iter().enumerate() {
+            records.push(v.clone());
+            if i % 37 == 0 {
+                published.push(records.clone());
+            }
+        }
+        assert_eq!(records.len(), n);
+        assert_eq!(records.iter().cloned().collect::<Vec<_>>(), values);
+        for (i, v) in values.iter().enumerate() {
+            assert_eq!(records.get(i), Some(v));
+        }
+        assert_eq!(records.get(n), None);
+        for (k, p) in published.iter().enumerate() {
+            let len = 37 * k + 1;
+            assert_eq!(p.len(), len);
+            assert_eq!(p.iter().cloned().collect::<Vec<_>>(), values[..len]);
+            assert_eq!(p.get(len), None, "a clone does not see later pushes");
+        }
+    }
 
     /// A stored value for `seq` after `prev`; `hash` overrides the real one.
     fn value(seq: u64, prev: Hash32, hash: Option<Hash32>) -> (Vec<u8>, Hash32) {
