@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use annal_chain::{LedgerName, Seq, TenantId};
 use annal_store::{AppendRequest, OpenOptions, Position, Store};
-use redb::{Durability, TableDefinition};
+use redb::{Durability, ReadableTable, TableDefinition};
 
 /// The allocator annald links (daemon/src/main.rs), so that the store is
 /// measured as it runs in the daemon; glibc malloc and free were about a
@@ -86,6 +86,41 @@ fn raw_txns(dir: &std::path::Path, spread: u64, batch: u64, name: &str) -> f64 {
             let mut t = txn.open_table(T).unwrap();
             for _ in 0..batch {
                 t.insert((n % spread, n / spread), value.as_slice()).unwrap();
+                n += 1;
+            }
+        }
+        txn.commit().unwrap();
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// `raw_txns` for appends that each carry an idempotency key: besides the
+/// `batch` records, each transaction inserts one row per record into a
+/// second table keyed by a client-chosen key, as the store's keyed appends
+/// do (`8 + 7..13`-byte keys, 72-byte rows, keys `k<thread>-<n>` from 8
+/// interleaved callers). The fair bare ceiling for the keyed shape: a
+/// keyed append costs a second B-tree insert wherever its key sorts.
+fn raw_txns_keyed(dir: &std::path::Path, batch: u64, name: &str) -> f64 {
+    const T: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("t");
+    const K: TableDefinition<&[u8], &[u8]> = TableDefinition::new("k");
+    let db = redb::Database::create(dir.join(format!("{name}.redb"))).unwrap();
+    let value = [7u8; PAYLOAD_BYTES];
+    let row = [9u8; 72];
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < RUN {
+        let mut txn = db.begin_write().unwrap();
+        txn.set_durability(Durability::Immediate).unwrap();
+        {
+            let mut t = txn.open_table(T).unwrap();
+            let mut k = txn.open_table(K).unwrap();
+            for _ in 0..batch {
+                t.insert((0, n), value.as_slice()).unwrap();
+                let mut key = 1u64.to_be_bytes().to_vec();
+                key.extend_from_slice(format!("k{}-{}", n % 8, n / 8).as_bytes());
+                // The store looks the key up before it inserts it.
+                assert!(k.get(key.as_slice()).unwrap().is_none());
+                k.insert(key.as_slice(), row.as_slice()).unwrap();
                 n += 1;
             }
         }
@@ -272,11 +307,19 @@ fn main() {
             let after = raw_ceiling(base.path(), 1, 10 * round + k + 1);
             raws.push(after);
             let batch = (store.per_commit.round() as u64).max(1);
-            let same_batch = raw_txns(base.path(), 1, batch, &format!("batch{k}-{round}"));
+            let same_batch = if keyed {
+                raw_txns_keyed(base.path(), batch, &format!("batch{k}-{round}"))
+            } else {
+                raw_txns(base.path(), 1, batch, &format!("batch{k}-{round}"))
+            };
             let bare = bare_group_commit(base.path(), threads, &format!("bare{k}-{round}"));
             println!(
-                "round {round}: {label}: store {:.0}/s ({:.1} per commit); raw ceiling {before:.0}/s then {after:.0}/s; raw at {batch} per txn {same_batch:.0}/s; bare group commit {:.0}/s ({:.1} per commit)",
-                store.rate, store.per_commit, bare.rate, bare.per_commit
+                "round {round}: {label}: store {:.0}/s ({:.1} per commit); raw ceiling {before:.0}/s then {after:.0}/s; raw at {batch} per txn{} {same_batch:.0}/s; bare group commit {:.0}/s ({:.1} per commit)",
+                store.rate,
+                store.per_commit,
+                if keyed { " (with keys)" } else { "" },
+                bare.rate,
+                bare.per_commit
             );
             samples.push(Sample {
                 store,
@@ -349,6 +392,9 @@ fn main() {
         t.join().unwrap();
     }
     let n = per * APPENDERS as u64;
+    if n == 0 {
+        return;
+    }
     println!(
         "filled {n} records in {:.1}s ({:.0}/s)",
         start.elapsed().as_secs_f64(),
