@@ -68,39 +68,16 @@ fn keyed_request(ledger: &str, ts: u64, idempotency_key: Option<String>) -> Appe
 
 /// Durable transactions of 64 inserts of 256-byte values, back to back.
 fn raw_ceiling(dir: &std::path::Path, spread: u64, round: usize) -> f64 {
-    raw_txns(dir, spread, BATCH, &format!("raw{spread}-{round}"))
+    raw_txns(dir, spread, BATCH, false, &format!("raw{spread}-{round}"))
 }
 
 /// Durable transactions of `batch` inserts of 256-byte values, back to back,
-/// keys spread over `spread` prefixes.
-fn raw_txns(dir: &std::path::Path, spread: u64, batch: u64, name: &str) -> f64 {
-    const T: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("t");
-    let db = redb::Database::create(dir.join(format!("{name}.redb"))).unwrap();
-    let value = [7u8; PAYLOAD_BYTES];
-    let start = Instant::now();
-    let mut n = 0u64;
-    while start.elapsed() < RUN {
-        let mut txn = db.begin_write().unwrap();
-        txn.set_durability(Durability::Immediate).unwrap();
-        {
-            let mut t = txn.open_table(T).unwrap();
-            for _ in 0..batch {
-                t.insert((n % spread, n / spread), value.as_slice()).unwrap();
-                n += 1;
-            }
-        }
-        txn.commit().unwrap();
-    }
-    n as f64 / start.elapsed().as_secs_f64()
-}
-
-/// `raw_txns` for appends that each carry an idempotency key: besides the
-/// `batch` records, each transaction inserts one row per record into a
-/// second table keyed by a client-chosen key, as the store's keyed appends
-/// do (`8 + 7..13`-byte keys, 72-byte rows, keys `k<thread>-<n>` from 8
-/// interleaved callers). The fair bare ceiling for the keyed shape: a
-/// keyed append costs a second B-tree insert wherever its key sorts.
-fn raw_txns_keyed(dir: &std::path::Path, batch: u64, name: &str) -> f64 {
+/// keys spread over `spread` prefixes. With `keyed`, each insert also looks
+/// up and inserts a row keyed by a client-chosen key in a second table, as
+/// a keyed append does (`8 + 7..13`-byte keys, 72-byte rows, keys
+/// `k<thread>-<n>` from 8 interleaved callers): the fair bare ceiling for
+/// keyed appends, which pay a second B-tree insert wherever the key sorts.
+fn raw_txns(dir: &std::path::Path, spread: u64, batch: u64, keyed: bool, name: &str) -> f64 {
     const T: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("t");
     const K: TableDefinition<&[u8], &[u8]> = TableDefinition::new("k");
     let db = redb::Database::create(dir.join(format!("{name}.redb"))).unwrap();
@@ -113,14 +90,17 @@ fn raw_txns_keyed(dir: &std::path::Path, batch: u64, name: &str) -> f64 {
         txn.set_durability(Durability::Immediate).unwrap();
         {
             let mut t = txn.open_table(T).unwrap();
-            let mut k = txn.open_table(K).unwrap();
+            // Only keyed runs have the key table: the ceiling stays the
+            // plain one-table loop.
+            let mut k = keyed.then(|| txn.open_table(K).unwrap());
             for _ in 0..batch {
-                t.insert((0, n), value.as_slice()).unwrap();
-                let mut key = 1u64.to_be_bytes().to_vec();
-                key.extend_from_slice(format!("k{}-{}", n % 8, n / 8).as_bytes());
-                // The store looks the key up before it inserts it.
-                assert!(k.get(key.as_slice()).unwrap().is_none());
-                k.insert(key.as_slice(), row.as_slice()).unwrap();
+                t.insert((n % spread, n / spread), value.as_slice()).unwrap();
+                if let Some(k) = k.as_mut() {
+                    let mut key = 1u64.to_be_bytes().to_vec();
+                    key.extend_from_slice(format!("k{}-{}", n % 8, n / 8).as_bytes());
+                    assert!(k.get(key.as_slice()).unwrap().is_none());
+                    k.insert(key.as_slice(), row.as_slice()).unwrap();
+                }
                 n += 1;
             }
         }
@@ -307,11 +287,7 @@ fn main() {
             let after = raw_ceiling(base.path(), 1, 10 * round + k + 1);
             raws.push(after);
             let batch = (store.per_commit.round() as u64).max(1);
-            let same_batch = if keyed {
-                raw_txns_keyed(base.path(), batch, &format!("batch{k}-{round}"))
-            } else {
-                raw_txns(base.path(), 1, batch, &format!("batch{k}-{round}"))
-            };
+            let same_batch = raw_txns(base.path(), 1, batch, keyed, &format!("batch{k}-{round}"));
             let bare = bare_group_commit(base.path(), threads, &format!("bare{k}-{round}"));
             println!(
                 "round {round}: {label}: store {:.0}/s ({:.1} per commit); raw ceiling {before:.0}/s then {after:.0}/s; raw at {batch} per txn{} {same_batch:.0}/s; bare group commit {:.0}/s ({:.1} per commit)",
