@@ -10,13 +10,17 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use annal_store::{CatchUp, EventFields, EventLedger, Index, IndexError, Store};
 use tokio::sync::watch;
 
 use crate::events::{events_ledger, system_tenant};
-use crate::limits::{INDEX_LOW_PRIORITY_BEHIND_MS_MAX, INDEX_PASS_RECORDS_MAX, INDEX_THREAD_NICE};
+use crate::limits::{
+    INDEX_LOW_PRIORITY_BEHIND_MS_MAX, INDEX_LOW_PRIORITY_LAG_RECORDS_MAX, INDEX_PASS_RECORDS_MAX,
+    INDEX_THREAD_NICE,
+};
 
 /// The index directory inside the data directory.
 pub fn index_dir(data_dir: &Path) -> PathBuf {
@@ -115,20 +119,35 @@ impl PassThread {
     }
 }
 
+/// Passes run by each indexing thread since start: `[low priority, normal]`.
+pub static PASSES: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+
+/// Which thread runs the next pass: the low-priority one while the index
+/// keeps up, the normal one once it has not been within
+/// `INDEX_LOW_PRIORITY_LAG_RECORDS_MAX` records of the store (`lag`, `None`
+/// before the first pass has counted) since `close_at`, for longer than
+/// `INDEX_LOW_PRIORITY_BEHIND_MS_MAX`. Updates `close_at`; true for normal.
+fn normal_priority(lag: Option<u64>, close_at: &mut Instant, now: Instant) -> bool {
+    if lag.is_none_or(|n| n <= INDEX_LOW_PRIORITY_LAG_RECORDS_MAX) {
+        *close_at = now;
+    }
+    now.duration_since(*close_at) > Duration::from_millis(INDEX_LOW_PRIORITY_BEHIND_MS_MAX)
+}
+
 /// Runs a catch-up pass every `interval` until `stop` flips, unless nothing
 /// was committed since a pass that caught up. A pass does at most about
 /// `INDEX_PASS_RECORDS_MAX` records; while the index is behind, passes
 /// follow each other without waiting. A pass in progress finishes before
 /// the worker stops.
 ///
-/// Passes run at the lowest CPU priority (`INDEX_THREAD_NICE`), on CPU
-/// time appends leave over, while the index keeps up: it was last within
-/// one pass of the store (`Store::records_total` minus
-/// `Index::indexed_total`) less than `INDEX_LOW_PRIORITY_BEHIND_MS_MAX`
-/// ago. Past that they run at normal priority until it is within one pass
-/// again. So the index does not hold appends back while it keeps up, and a
-/// busy machine cannot leave it behind for long. (An unprivileged thread
-/// cannot raise its priority again, hence two threads.)
+/// Passes run at the lowest CPU priority (`INDEX_THREAD_NICE`), mostly on
+/// CPU time appends leave over, while the index keeps up; from the first
+/// pass after it has been more than `INDEX_LOW_PRIORITY_LAG_RECORDS_MAX`
+/// records behind for `INDEX_LOW_PRIORITY_BEHIND_MS_MAX`, they run at
+/// normal priority until it is that close again (`normal_priority`). So
+/// the index does not hold appends back while it keeps up, and a busy
+/// machine cannot leave it behind for long. (An unprivileged thread cannot
+/// raise its priority again, hence two threads.)
 pub async fn run(store: Arc<Store>, index: Arc<Index>, interval: Duration, mut stop: watch::Receiver<bool>) {
     let threads = PassThread::spawn("annal-index-low", Some(INDEX_THREAD_NICE))
         .and_then(|low| Ok((low, PassThread::spawn("annal-index", None)?)));
@@ -139,11 +158,10 @@ pub async fn run(store: Arc<Store>, index: Arc<Index>, interval: Duration, mut s
             return;
         }
     };
-    let behind_max = Duration::from_millis(INDEX_LOW_PRIORITY_BEHIND_MS_MAX);
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut behind = true;
-    let mut close_at = tokio::time::Instant::now();
+    let mut close_at = Instant::now();
     let mut failing = false;
     loop {
         if !behind {
@@ -158,16 +176,12 @@ pub async fn run(store: Arc<Store>, index: Arc<Index>, interval: Duration, mut s
         // Caught up and nothing committed since: a pass would only read
         // every ledger's watermark to find that out.
         if index.caught_up_with(&store) {
-            close_at = tokio::time::Instant::now();
+            close_at = Instant::now();
             continue;
         }
-        if index
-            .indexed_total()
-            .is_none_or(|n| store.records_total().saturating_sub(n) <= INDEX_PASS_RECORDS_MAX)
-        {
-            close_at = tokio::time::Instant::now();
-        }
-        let thread = if close_at.elapsed() > behind_max { &normal } else { &low };
+        let normal_now = normal_priority(index.lag_records(&store), &mut close_at, Instant::now());
+        let thread = if normal_now { &normal } else { &low };
+        PASSES[usize::from(normal_now)].fetch_add(1, Ordering::Relaxed);
         match thread.pass(&store, &index).await {
             Some(Ok(step)) => {
                 if step.reset {
@@ -205,6 +219,28 @@ pub async fn run(store: Arc<Store>, index: Arc<Index>, interval: Duration, mut s
 mod tests {
     use super::*;
     use crate::events::{Event, Kind};
+
+    /// Low priority while within the lag bound or before the first count;
+    /// normal once beyond it for longer than the time bound, and low again
+    /// as soon as it is back within.
+    #[test]
+    fn passes_move_to_normal_priority_only_when_behind_too_long() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let far = Some(INDEX_LOW_PRIORITY_LAG_RECORDS_MAX + 1);
+        let close = Some(INDEX_LOW_PRIORITY_LAG_RECORDS_MAX);
+        let wait = INDEX_LOW_PRIORITY_BEHIND_MS_MAX;
+        let mut close_at = t0;
+        assert!(!normal_priority(None, &mut close_at, ms(10 * wait)), "not counted yet");
+        assert_eq!(close_at, ms(10 * wait));
+        let mut close_at = t0;
+        assert!(!normal_priority(far, &mut close_at, ms(wait)), "behind, not for long");
+        assert!(!normal_priority(close, &mut close_at, ms(wait + 100)), "close again");
+        assert!(!normal_priority(far, &mut close_at, ms(2 * wait + 100)), "behind since wait + 100 only");
+        assert!(normal_priority(far, &mut close_at, ms(2 * wait + 101)), "behind too long");
+        assert!(normal_priority(far, &mut close_at, ms(3 * wait)));
+        assert!(!normal_priority(Some(0), &mut close_at, ms(3 * wait + 1)), "caught up");
+    }
 
     #[test]
     fn reads_the_fields_the_event_writer_writes() {

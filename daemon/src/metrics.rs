@@ -51,13 +51,25 @@ pub fn render(app: &App) -> String {
             n.load(Ordering::Relaxed)
         );
     }
-    // Absent without an index, or until its first pass since start has
-    // counted what its watermarks cover.
-    if let Some(indexed) = app.index.as_ref().and_then(|i| i.indexed_total()) {
-        out.push_str("# HELP annal_index_lag_records Records committed but not yet in the derived index (lineage, payload digests, event queries).\n");
-        out.push_str("# TYPE annal_index_lag_records gauge\n");
-        let _ =
-            writeln!(out, "annal_index_lag_records {}", app.store.records_total().saturating_sub(indexed));
+    // Both absent when the index is off (`worker.enabled = false`) or could
+    // not be opened; the lag also until the first pass since start has
+    // counted what the watermarks cover. After a failed pass the lag is
+    // overstated, never understated, until the next pass counts again.
+    if let Some(index) = app.index.as_ref() {
+        if let Some(lag) = index.lag_records(&app.store) {
+            out.push_str("# HELP annal_index_lag_records Records committed but not yet in the derived index (lineage, payload digests, event queries).\n");
+            out.push_str("# TYPE annal_index_lag_records gauge\n");
+            let _ = writeln!(out, "annal_index_lag_records {lag}");
+        }
+        out.push_str("# HELP annal_index_passes_total Index catch-up passes, by the priority of the thread that ran them.\n");
+        out.push_str("# TYPE annal_index_passes_total counter\n");
+        for (priority, n) in [("low", &crate::indexer::PASSES[0]), ("normal", &crate::indexer::PASSES[1])] {
+            let _ = writeln!(
+                out,
+                "annal_index_passes_total{{priority=\"{priority}\"}} {}",
+                n.load(Ordering::Relaxed)
+            );
+        }
     }
     out.push_str("# HELP annal_ready Whether every readiness check passes (1) or not (0).\n");
     out.push_str("# TYPE annal_ready gauge\n");

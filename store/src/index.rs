@@ -102,8 +102,13 @@ pub struct Index {
     caught_up_at: AtomicU64,
     /// Records indexed: the sum of every ledger's watermark, counted when
     /// the watermarks are checked against the store and kept up by each
-    /// step; `u64::MAX` until then, or after a step failed part way.
+    /// step; `u64::MAX` until then. It never counts more than the
+    /// watermarks cover, so the lag it gives is never understated: a
+    /// failed step adds nothing (and sets `recount`), a reset zeroes it
+    /// first.
     indexed_total: AtomicU64,
+    /// A step failed part way: the next one counts the watermarks again.
+    recount: AtomicBool,
 }
 
 fn lineage_prefix(tenant: &str, ledger: &str, seq: u64) -> Vec<u8> {
@@ -294,6 +299,7 @@ impl Index {
             verified: AtomicBool::new(false),
             caught_up_at: AtomicU64::new(u64::MAX),
             indexed_total: AtomicU64::new(u64::MAX),
+            recount: AtomicBool::new(false),
         };
         if index.db.get(STAMP_KEY)?.as_deref() != Some(index.stamp().as_bytes()) {
             // Built by another layout or configuration: its entries cannot be
@@ -357,11 +363,35 @@ impl Index {
         Ok(Some(indexed))
     }
 
-    /// Records indexed so far (every ledger's watermark, summed), once the
-    /// first step since open has checked the watermarks; `None` before.
-    /// `Store::records_total` minus this is how far the index is behind.
+    /// Records indexed so far (every ledger's watermark, summed; after a
+    /// failed step, possibly fewer until the next step), once the first
+    /// step since open has checked the watermarks; `None` before.
     pub fn indexed_total(&self) -> Option<u64> {
         Some(self.indexed_total.load(Ordering::Acquire)).filter(|&n| n != u64::MAX)
+    }
+
+    /// How many of `store`'s records the index has not taken in yet (never
+    /// fewer than it really lacks); `None` until the first step since open.
+    pub fn lag_records(&self, store: &Store) -> Option<u64> {
+        // Read the count first: the store's total only grows meanwhile.
+        let indexed = self.indexed_total()?;
+        Some(store.records_total().saturating_sub(indexed))
+    }
+
+    /// The sum of every ledger's watermark.
+    fn count_watermarks(&self) -> Result<u64, IndexError> {
+        let mut indexed: u64 = 0;
+        for kv in self.db.scan_prefix(b"W") {
+            indexed += Watermark::decode(&kv?.1)?.done.next;
+        }
+        Ok(indexed)
+    }
+
+    /// Empties the index; the count goes to zero first, so a failed reset
+    /// leaves it below what the index holds, never above.
+    fn reset_counted(&self) -> Result<(), IndexError> {
+        self.indexed_total.store(0, Ordering::Release);
+        self.reset()
     }
 
     fn same_history(
@@ -407,10 +437,9 @@ impl Index {
     pub fn catch_up_step(&self, store: &Store, records_max: u64) -> Result<CatchUp, IndexError> {
         let step = self.step(store, records_max);
         if step.is_err() {
-            // The count may have missed what the failed step wrote: count
-            // again (with the check) on the next step.
-            self.indexed_total.store(u64::MAX, Ordering::Release);
-            self.verified.store(false, Ordering::Release);
+            // The count left out whatever the failed step wrote: count the
+            // watermarks again on the next step.
+            self.recount.store(true, Ordering::Release);
         }
         step
     }
@@ -419,16 +448,18 @@ impl Index {
         let commits = store.commits();
         let mut reset = false;
         if !self.verified.load(Ordering::Acquire) {
-            let indexed = match self.matches_store(store)? {
-                Some(indexed) => indexed,
+            match self.matches_store(store)? {
+                Some(indexed) => self.indexed_total.store(indexed, Ordering::Release),
                 None => {
-                    self.reset()?;
+                    self.reset_counted()?;
                     reset = true;
-                    0
                 }
-            };
-            self.indexed_total.store(indexed, Ordering::Release);
+            }
+            self.recount.store(false, Ordering::Release);
             self.verified.store(true, Ordering::Release);
+        } else if self.recount.load(Ordering::Acquire) {
+            self.indexed_total.store(self.count_watermarks()?, Ordering::Release);
+            self.recount.store(false, Ordering::Release);
         }
         match self.plan(store, records_max)? {
             Some((plan, step)) => {
@@ -442,8 +473,7 @@ impl Index {
             None => {
                 // A ledger shorter than its watermark, or a record that is not
                 // the one indexed: this index describes another history.
-                self.reset()?;
-                self.indexed_total.store(0, Ordering::Release);
+                self.reset_counted()?;
                 Ok(CatchUp { indexed: 0, complete: false, reset: true })
             }
         }
@@ -585,8 +615,8 @@ impl Index {
 
     /// Drops everything and indexes from scratch.
     pub fn rebuild(&self, store: &Store) -> Result<u64, IndexError> {
-        self.reset()?;
-        self.indexed_total.store(0, Ordering::Release);
+        self.recount.store(false, Ordering::Release);
+        self.reset_counted()?;
         self.verified.store(true, Ordering::Release);
         self.catch_up(store)
     }
@@ -830,12 +860,33 @@ mod tests {
         assert_eq!(index.indexed_total(), Some(300));
         append(&s, 300, b"one more", Vec::new());
         assert_eq!((s.records_total(), index.indexed_total()), (301, Some(300)));
+        assert_eq!(index.lag_records(&s), Some(1));
         drop(index);
         let index = Index::open(&dir.path().join("index")).unwrap();
         let step = index.catch_up_step(&s, u64::MAX).unwrap();
         assert_eq!((step.indexed, index.indexed_total()), (1, Some(301)), "300 counted from the watermarks");
         assert_eq!(index.rebuild(&s).unwrap(), 301);
-        assert_eq!(index.indexed_total(), Some(301));
+        assert_eq!((index.indexed_total(), index.lag_records(&s)), (Some(301), Some(0)));
+    }
+
+    /// A step that failed after writing leaves the count below what the
+    /// watermarks cover (the lag overstated, never understated), and the
+    /// next step counts them again.
+    #[test]
+    fn a_failed_step_undercounts_until_the_next_step_counts_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), OpenOptions::default()).unwrap();
+        fill(&s, "p", 300);
+        let index = Index::open(&dir.path().join("index")).unwrap();
+        index.catch_up_step(&s, 1).unwrap();
+        // What a step that wrote everything and then failed leaves behind.
+        let (plan, _) = index.plan(&s, u64::MAX).unwrap().expect("same history");
+        index.write(&plan).unwrap();
+        index.recount.store(true, Ordering::Release);
+        assert_eq!(index.indexed_total(), Some(INDEX_CHUNK_RECORDS));
+        assert_eq!(index.lag_records(&s), Some(300 - INDEX_CHUNK_RECORDS));
+        let step = index.catch_up_step(&s, u64::MAX).unwrap();
+        assert_eq!((step.indexed, index.indexed_total(), index.lag_records(&s)), (0, Some(300), Some(0)));
     }
 
     #[test]
@@ -870,7 +921,9 @@ mod tests {
         assert!(index.same_history(&other, &tenant, &orders, wm.done).unwrap());
         let step = index.catch_up_step(&other, u64::MAX).unwrap();
         assert!(step.reset, "the pending mark names another history");
+        assert_eq!(index.indexed_total(), Some(step.indexed), "nothing of the other history counts");
         index.catch_up(&other).unwrap();
+        assert_eq!(index.indexed_total(), Some(300));
         assert_eq!(index.dump().unwrap(), rebuilt(&other), "nothing of the other history is left");
     }
 

@@ -66,12 +66,18 @@ impl TailRecords {
             self.chunks.push(Arc::new(Vec::with_capacity(TAIL_CHUNK_RECORDS)));
         }
         let last = self.chunks.last_mut().expect("a chunk with room");
-        Arc::make_mut(last).push(value);
+        if Arc::get_mut(last).is_none() {
+            // Shared with a published clone: copy it, with room for the rest.
+            let mut copy = Vec::with_capacity(TAIL_CHUNK_RECORDS);
+            copy.extend(last.iter().cloned());
+            *last = Arc::new(copy);
+        }
+        Arc::get_mut(last).expect("unshared now").push(value);
         self.len += 1;
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<[u8]>> {
-        self.chunks.iter().flat_map(|c| c.iter())
+        self.chunks.iter().flat_map(|c| c.iter()).take(self.len)
     }
 }
 

@@ -60,6 +60,8 @@ fn assert_matches(store: &Store, acked: &[Vec<Hash32>], checkpoint: Option<(usiz
         assert!(cp.is_some(), "{phase}: latest checkpoint");
         assert!(store.checkpoint_at(&tenant("acme"), &ledger(LEDGERS[li]), size).unwrap().is_some());
     }
+    let total: u64 = acked.iter().map(|h| h.len() as u64).sum();
+    assert_eq!(store.records_total(), total, "{phase}: records_total, logged records included");
     let report = store.check(&[signer.trusted_key()]).unwrap();
     assert_eq!(report.failure, None, "{phase}: check");
     assert_eq!(report.records, acked.iter().map(|h| h.len() as u64).sum::<u64>(), "{phase}: check count");
