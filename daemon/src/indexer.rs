@@ -72,23 +72,28 @@ pub fn open(data_dir: &Path) -> Option<Arc<Index>> {
     }
 }
 
-/// One catch-up pass to run on an indexing thread, and where its result goes.
-type PassRequest = (Arc<Store>, Arc<Index>, tokio::sync::oneshot::Sender<Result<CatchUp, IndexError>>);
+/// Where one catch-up pass sends its result.
+type PassReply = tokio::sync::oneshot::Sender<Result<CatchUp, IndexError>>;
 
-/// A thread that runs the passes it is sent, one at a time. A thread of its
-/// own, not tokio's blocking pool: a priority belongs to a thread, and pool
-/// threads also serve exports and lineage queries. Ends when its sender is
-/// dropped.
+/// A thread that runs a pass of `index` over `store` for each request, one
+/// at a time. A thread of its own, not tokio's blocking pool: a priority
+/// belongs to a thread, and pool threads also serve exports and lineage
+/// queries. Ends when its sender is dropped.
 struct PassThread {
-    passes: std::sync::mpsc::SyncSender<PassRequest>,
+    passes: std::sync::mpsc::SyncSender<PassReply>,
     handle: std::thread::JoinHandle<()>,
 }
 
 impl PassThread {
     /// `nice`: the nice value the thread gives itself (Linux keeps it per
     /// thread), or `None` to keep the daemon's.
-    fn spawn(name: &str, nice: Option<i32>) -> std::io::Result<PassThread> {
-        let (passes, rx) = std::sync::mpsc::sync_channel::<PassRequest>(1);
+    fn spawn(
+        name: &str,
+        nice: Option<i32>,
+        store: Arc<Store>,
+        index: Arc<Index>,
+    ) -> std::io::Result<PassThread> {
+        let (passes, rx) = std::sync::mpsc::sync_channel::<PassReply>(1);
         let handle = std::thread::Builder::new().name(name.into()).spawn(move || {
             if let Some(nice) = nice
                 && let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice)
@@ -97,7 +102,7 @@ impl PassThread {
                     "cannot lower the indexing thread's priority (indexing competes with appends): {e}"
                 );
             }
-            while let Ok((store, index, reply)) = rx.recv() {
+            while let Ok(reply) = rx.recv() {
                 let _ = reply.send(index.catch_up_step(&store, INDEX_PASS_RECORDS_MAX));
             }
         })?;
@@ -105,16 +110,17 @@ impl PassThread {
     }
 
     /// Runs one pass; `None` if the thread is gone.
-    async fn pass(&self, store: &Arc<Store>, index: &Arc<Index>) -> Option<Result<CatchUp, IndexError>> {
+    async fn pass(&self) -> Option<Result<CatchUp, IndexError>> {
         let (reply, done) = tokio::sync::oneshot::channel();
-        self.passes.send((store.clone(), index.clone(), reply)).ok()?;
+        self.passes.send(reply).ok()?;
         done.await.ok()
     }
 
     async fn join(self) {
         drop(self.passes);
         // No pass is in progress: the thread is waiting for the next
-        // request, and ends now that the sender is gone.
+        // request, and ends now that the sender is gone (dropping its
+        // store, which then closes when the daemon stops).
         let _ = tokio::task::spawn_blocking(move || self.handle.join()).await;
     }
 }
@@ -149,8 +155,8 @@ fn normal_priority(lag: Option<u64>, close_at: &mut Instant, now: Instant) -> bo
 /// machine cannot leave it behind for long. (An unprivileged thread cannot
 /// raise its priority again, hence two threads.)
 pub async fn run(store: Arc<Store>, index: Arc<Index>, interval: Duration, mut stop: watch::Receiver<bool>) {
-    let threads = PassThread::spawn("annal-index-low", Some(INDEX_THREAD_NICE))
-        .and_then(|low| Ok((low, PassThread::spawn("annal-index", None)?)));
+    let threads = PassThread::spawn("annal-index-low", Some(INDEX_THREAD_NICE), store.clone(), index.clone())
+        .and_then(|low| Ok((low, PassThread::spawn("annal-index", None, store.clone(), index.clone())?)));
     let (low, normal) = match threads {
         Ok(spawned) => spawned,
         Err(e) => {
@@ -182,7 +188,7 @@ pub async fn run(store: Arc<Store>, index: Arc<Index>, interval: Duration, mut s
         let normal_now = normal_priority(index.lag_records(&store), &mut close_at, Instant::now());
         let thread = if normal_now { &normal } else { &low };
         PASSES[usize::from(normal_now)].fetch_add(1, Ordering::Relaxed);
-        match thread.pass(&store, &index).await {
+        match thread.pass().await {
             Some(Ok(step)) => {
                 if step.reset {
                     log::warn!("index did not match the store's history; cleared, rebuilding");

@@ -179,21 +179,19 @@ fn index_passes_run_on_threads_of_their_own_at_low_priority_first() {
     assert_eq!(thread_nice(d.pid(), "annal-committer"), vec![own]);
     // Once the event writer has recorded the admin calls too, nothing is
     // behind.
-    let lag = || {
-        let metrics = d.call("GET", "/metrics", &d.admin_key(), None);
-        let text = String::from_utf8_lossy(&metrics.body).into_owned();
-        let line = text.lines().find_map(|l| l.strip_prefix("annal_index_lag_records "));
-        json!(line.map(|n| n.parse::<u64>().expect("lag")))
-    };
-    poll("index lag 0", lag, |v| *v == json!(0));
+    poll("index lag 0", || json!(metric(&d, "annal_index_lag_records")), |v| *v == json!(0));
     // Never that far behind here: every pass ran at low priority.
-    let metrics = d.call("GET", "/metrics", &d.admin_key(), None);
-    let text = String::from_utf8_lossy(&metrics.body).into_owned();
-    let passes = |priority: &str| -> u64 {
-        let prefix = format!("annal_index_passes_total{{priority=\"{priority}\"}} ");
-        text.lines().find_map(|l| l.strip_prefix(prefix.as_str())).expect("passes").parse().expect("count")
-    };
-    assert!(passes("low") > 0 && passes("normal") == 0, "{text}");
+    let low = metric(&d, "annal_index_passes_total{priority=\"low\"}");
+    let normal = metric(&d, "annal_index_passes_total{priority=\"normal\"}");
+    assert!(low.is_some_and(|n| n > 0) && normal == Some(0), "low {low:?}, normal {normal:?}");
+}
+
+/// The value of one `/metrics` series (name with its labels), if present.
+fn metric(d: &Daemon, series: &str) -> Option<u64> {
+    let r = d.call("GET", "/metrics", &d.admin_key(), None);
+    let text = String::from_utf8_lossy(&r.body).into_owned();
+    let prefix = format!("{series} ");
+    text.lines().find_map(|l| l.strip_prefix(prefix.as_str())).map(|n| n.parse().expect("a count"))
 }
 
 /// A record's children past what one answer lists (`LINEAGE_NODES_MAX`,
