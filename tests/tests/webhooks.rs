@@ -287,18 +287,13 @@ fn deliveries_are_signed_retried_rotated_and_stopped() {
 
     // Secret issue and revocation are in the system event ledger, without the secrets.
     let admin = d.admin_key();
-    let events = d.call("GET", "/admin/v1/events?tenant=acme&limit=100", &admin, None);
-    let details: Vec<String> = events.json()["events"]
-        .as_array()
-        .expect("events")
-        .iter()
-        .filter_map(|e| e["detail"].as_str().map(str::to_owned))
-        .collect();
-    for needle in
-        ["created for ledger orders", "secret version 2 issued", "secret version 1 revoked", "disabled"]
-    {
-        assert!(details.iter().any(|t| t.contains(needle)), "{needle:?} recorded: {details:?}");
-    }
+    let needles =
+        ["created for ledger orders", "secret version 2 issued", "secret version 1 revoked", "disabled"];
+    wait_for_events(&d, "tenant=acme&limit=100", |events| {
+        needles
+            .iter()
+            .all(|needle| events.iter().any(|e| e["detail"].as_str().is_some_and(|t| t.contains(needle))))
+    });
     let export = d.call("GET", "/admin/v1/events/export", &admin, None);
     for secret in [&v1, &v2] {
         assert!(!text(&export).contains(secret.as_str()), "no secret in the event ledger");
@@ -400,14 +395,21 @@ fn webhook_urls_are_checked() {
 
 /// Polls the system event ledger until an event with `code` appears (bounded).
 fn wait_for_event(d: &Daemon, code: &str) -> Value {
+    let page = wait_for_events(d, &format!("code={code}"), |events| !events.is_empty());
+    page["events"][0].clone()
+}
+
+/// Polls `/admin/v1/events?{query}` until `done` accepts its events (bounded):
+/// the event writer records them after the request that caused them answered.
+fn wait_for_events(d: &Daemon, query: &str, done: impl Fn(&[Value]) -> bool) -> Value {
     let admin = d.admin_key();
     let deadline = std::time::Instant::now() + DELIVERY_WAIT_MAX;
     loop {
-        let page = d.call("GET", &format!("/admin/v1/events?code={code}"), &admin, None).json();
-        if let Some(e) = page["events"].as_array().and_then(|a| a.first()).cloned() {
-            return e;
+        let page = d.call("GET", &format!("/admin/v1/events?{query}"), &admin, None).json();
+        if page["events"].as_array().is_some_and(|events| done(events)) {
+            return page;
         }
-        assert!(std::time::Instant::now() < deadline, "no {code} event: {page}");
+        assert!(std::time::Instant::now() < deadline, "events?{query} never matched: {page}");
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -522,6 +524,8 @@ fn an_admin_lists_and_disables_a_tenants_webhooks() {
     assert_eq!((disabled.status, disabled.json()["status"].clone()), (200, json!("disabled")));
     let seen = d.call("GET", &format!("/v1/webhooks/{id}"), &acme, None).json();
     assert_eq!(seen["status"], "disabled", "{seen}");
-    let events = d.call("GET", "/admin/v1/events?tenant=acme&limit=100", &admin, None);
-    assert!(text(&events).contains("disabled by the admin"), "{}", text(&events));
+    let disabled_by_admin = |events: &[Value]| {
+        events.iter().any(|e| e["detail"].as_str().is_some_and(|t| t.contains("disabled by the admin")))
+    };
+    wait_for_events(&d, "tenant=acme&limit=100", disabled_by_admin);
 }
