@@ -299,8 +299,10 @@ fn connections_past_the_cap_wait_until_one_closes() {
 /// before the request timeout; the store then checks clean.
 #[test]
 fn past_the_grace_requests_are_cut_and_the_store_closes_cleanly() {
+    // The probe must finish its head within the grace after SIGTERM: 6 s
+    // leaves room for a machine busy with the rest of the suite.
     let config = "[server]\nrequest_timeout_ms = 600000\nheader_read_timeout_ms = 60000\n\
-                  [shutdown]\ngrace_ms = 2000\n";
+                  [shutdown]\ngrace_ms = 6000\n";
     let mut d = Daemon::start(Some(config));
     let key = d.tenant_with_key("acme");
     let append = d.call("POST", "/v1/ledgers/orders/records", &key, Some(&serde_json::json!({"payload": 1})));
