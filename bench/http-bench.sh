@@ -6,9 +6,15 @@
 # with the Lua scripts in bench/http/. Everything goes to 127.0.0.1; every
 # wrk run is bounded in time; the daemon and its data are removed at exit.
 #
+# First, the same shapes against bare-append (bench/src/bin/bare-append.rs):
+# the same HTTP stack and a redb group commit with nothing else, the floor
+# under what a durable append costs here, so that each run shows how far
+# annald is above it.
+#
 # Knobs (environment): DURATION_S (per shape, default 15), CONNECTIONS
 # (default 64), WRK_THREADS (default 2), FILL_RECORDS (default 1000000;
-# 0 skips the proof measurement), PROOF_CONNECTIONS (default "1 64").
+# 0 skips the proof measurement), PROOF_CONNECTIONS (default "1 64"),
+# FLOOR (default 1; 0 skips the bare-append shapes).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -17,56 +23,45 @@ connections=${CONNECTIONS:-64}
 threads=${WRK_THREADS:-2}
 fill_records=${FILL_RECORDS:-1000000}
 proof_connections=${PROOF_CONNECTIONS:-"1 64"}
+floor=${FLOOR:-1}
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 
 command -v wrk >/dev/null || { echo "wrk not found: apt-get install -y wrk" >&2; exit 2; }
 command -v curl >/dev/null || { echo "curl not found" >&2; exit 2; }
 
-(cd "$root" && cargo build --release --locked -p annal-daemon --bin annald)
+(cd "$root" && cargo build --release --locked -p annal-daemon --bin annald -p annal-bench --bin bare-append)
 annald="$target_dir/release/annald"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/annal-http-bench.XXXXXX")
 pid=""
-cleanup() {
+stop() {
   if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
     kill -TERM "$pid" 2>/dev/null || true
     for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null || true
   fi
+  pid=""
+}
+cleanup() {
+  stop
   rm -rf "$work"
 }
 trap cleanup EXIT
 
-cat >"$work/annal.toml" <<TOML
-[server]
-listen = "127.0.0.1:0"
+# wait_listening LOG: the address the server printed, once it did.
+wait_listening() {
+  local addr=""
+  for _ in $(seq 1 300); do
+    addr=$(sed -n 's/.*listening on \([0-9.:]*\).*/\1/p' "$1" | head -n1)
+    [[ -n "$addr" ]] && break
+    kill -0 "$pid" 2>/dev/null || { cat "$1" >&2; exit 1; }
+    sleep 0.1
+  done
+  [[ -n "$addr" ]] || { echo "server did not start" >&2; cat "$1" >&2; exit 1; }
+  echo "$addr"
+}
 
-[rate_limit]
-key_burst = 1000000
-tenant_burst = 1000000
-TOML
-
-RUST_LOG=${RUST_LOG:-warn,annald=info} "$annald" serve --config "$work/annal.toml" \
-  --data-dir "$work/data" 2>"$work/annald.log" &
-pid=$!
-
-addr=""
-for _ in $(seq 1 300); do
-  addr=$(sed -n 's/.*listening on \([0-9.:]*\).*/\1/p' "$work/annald.log" | head -n1)
-  [[ -n "$addr" ]] && break
-  kill -0 "$pid" 2>/dev/null || { cat "$work/annald.log" >&2; exit 1; }
-  sleep 0.1
-done
-[[ -n "$addr" ]] || { echo "annald did not start" >&2; cat "$work/annald.log" >&2; exit 1; }
-base="http://$addr"
-
-admin=$(cat "$work/data/dev-admin.key")
-curl -sf -X POST -H "Authorization: Bearer $admin" "$base/admin/v1/tenants" -d '{"id":"bench"}' >/dev/null
-key=$(curl -sf -X POST -H "Authorization: Bearer $admin" "$base/admin/v1/tenants/bench/keys" \
-  | sed 's/.*"key":"\([^"]*\)".*/\1/')
-[[ "$key" == annal_* ]] || { echo "could not create a tenant key" >&2; exit 1; }
-
-export ANNAL_BENCH_DIR="$root/bench/http" ANNAL_BENCH_KEY="$key" ANNAL_BENCH_THREADS="$threads"
+export ANNAL_BENCH_DIR="$root/bench/http" ANNAL_BENCH_THREADS="$threads"
 results="$work/results.txt"
 : >"$results"
 
@@ -80,23 +75,60 @@ run() {
     -s "$ANNAL_BENCH_DIR/$script" "$url" | tee -a "$results" | grep -E '^RESULT|Non-2xx|Socket errors' || true
 }
 
-echo "== warm-up (3 s, not reported)"
-duration_s=3 run warmup append.lua "$base" "$connections" ANNAL_BENCH_LEDGERS=64 >/dev/null
+# shapes PREFIX BASE: /health, one hot ledger, /health, 64 ledgers,
+# /health. Each append shape sits between two /health runs and is compared
+# with their mean: the host moves the /health rate by up to 20% from one
+# minute to the next, and a single /health run before both shapes made the
+# ratio of the later one mostly a measure of that drift.
+shapes() {
+  local p=$1 base=$2
+  echo "== warm-up (3 s, not reported)"
+  duration_s=3 run warmup append.lua "$base" "$connections" ANNAL_BENCH_LEDGERS=64 >/dev/null
+  echo "== GET /health"
+  run "${p}health" health.lua "$base/health" "$connections"
+  echo "== appends, one hot ledger"
+  run "${p}append-hot" append.lua "$base" "$connections" ANNAL_BENCH_LEDGERS=1
+  echo "== GET /health"
+  run "${p}health-mid" health.lua "$base/health" "$connections"
+  echo "== appends, 64 ledgers"
+  run "${p}append-64" append.lua "$base" "$connections" ANNAL_BENCH_LEDGERS=64
+  echo "== GET /health"
+  run "${p}health-after" health.lua "$base/health" "$connections"
+}
 
-# Each append shape sits between two /health runs and is compared with their
-# mean: the host moves the /health rate by up to 20% from one minute to the
-# next, and a single /health run before both shapes made the ratio of the
-# later one mostly a measure of that drift.
-echo "== GET /health"
-run health health.lua "$base/health" "$connections"
-echo "== appends, one hot ledger"
-run append-hot append.lua "$base" "$connections" ANNAL_BENCH_LEDGERS=1
-echo "== GET /health"
-run health-mid health.lua "$base/health" "$connections"
-echo "== appends, 64 ledgers"
-run append-64 append.lua "$base" "$connections" ANNAL_BENCH_LEDGERS=64
-echo "== GET /health"
-run health-after health.lua "$base/health" "$connections"
+if ((floor)); then
+  echo "== floor: bare-append"
+  "$target_dir/release/bare-append" "$work/bare" 2>"$work/bare.log" &
+  pid=$!
+  floor_addr=$(wait_listening "$work/bare.log")
+  ANNAL_BENCH_KEY=none shapes floor- "http://$floor_addr"
+  stop
+  rm -rf "$work/bare"
+fi
+
+cat >"$work/annal.toml" <<TOML
+[server]
+listen = "127.0.0.1:0"
+
+[rate_limit]
+key_burst = 1000000
+tenant_burst = 1000000
+TOML
+
+RUST_LOG=${RUST_LOG:-warn,annald=info} "$annald" serve --config "$work/annal.toml" \
+  --data-dir "$work/data" 2>"$work/annald.log" &
+pid=$!
+addr=$(wait_listening "$work/annald.log")
+base="http://$addr"
+
+admin=$(cat "$work/data/dev-admin.key")
+curl -sf -X POST -H "Authorization: Bearer $admin" "$base/admin/v1/tenants" -d '{"id":"bench"}' >/dev/null
+key=$(curl -sf -X POST -H "Authorization: Bearer $admin" "$base/admin/v1/tenants/bench/keys" \
+  | sed 's/.*"key":"\([^"]*\)".*/\1/')
+[[ "$key" == annal_* ]] || { echo "could not create a tenant key" >&2; exit 1; }
+
+export ANNAL_BENCH_KEY="$key"
+shapes "" "$base"
 
 proof_size=0
 if ((fill_records > 0)); then
@@ -138,9 +170,9 @@ mean() { awk -v a="$(field "$1" rps)" -v b="$(field "$2" rps)" 'BEGIN { printf "
 echo
 echo "machine: $(nproc) CPUs, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n1); wrk -t$threads, ${duration_s}s per shape"
 echo "ratio: an append shape's rate over the mean of the /health runs either side of it"
-printf '| %-22s | %5s | %10s | %8s | %8s | %8s | %11s | %6s |\n' \
+printf '| %-29s | %5s | %10s | %8s | %8s | %8s | %11s | %6s |\n' \
   shape conns "req/s" "p50 ms" "p99 ms" "non-2xx" "/health r/s" ratio
-printf '|%s|\n' "------------------------|-------|------------|----------|----------|----------|-------------|--------"
+printf '|%s|\n' "-------------------------------|-------|------------|----------|----------|----------|-------------|--------"
 # row LABEL SHAPE CONNECTIONS [/health rate to compare with]
 row() {
   local label=$1 shape=$2 conns=$3 health_rps=${4:-}
@@ -148,7 +180,7 @@ row() {
   rps=$(field "$label" rps); p50=$(field "$label" p50_us); p99=$(field "$label" p99_us); bad=$(field "$label" non2xx)
   [[ -n "$rps" ]] || return 0
   [[ -n "$health_rps" ]] && ratio=$(awk -v a="$rps" -v b="$health_rps" 'BEGIN { printf "%.1f%%", 100 * a / b }')
-  printf '| %-22s | %5s | %10s | %8s | %8s | %8s | %11s | %6s |\n' "$shape" "$conns" "$rps" \
+  printf '| %-29s | %5s | %10s | %8s | %8s | %8s | %11s | %6s |\n' "$shape" "$conns" "$rps" \
     "$(ms "$p50")" "$(ms "$p99")" "$bad" "$health_rps" "$ratio"
 }
 row health "GET /health" "$connections"
@@ -159,3 +191,19 @@ row health-after "GET /health" "$connections"
 for c in $proof_connections; do
   row "proof-c$c" "proof @ ${proof_size}" "$c"
 done
+if ((floor)); then
+  row floor-health "floor: GET /health" "$connections"
+  row floor-append-hot "floor: append, 1 hot ledger" "$connections" "$(mean floor-health floor-health-mid)"
+  row floor-health-mid "floor: GET /health" "$connections"
+  row floor-append-64 "floor: append, 64 ledgers" "$connections" "$(mean floor-health-mid floor-health-after)"
+  row floor-health-after "floor: GET /health" "$connections"
+  # ratio_of SHAPE: annald's ratio for SHAPE over the floor's.
+  ratio_of() {
+    local mid=$2 after=$3
+    awk -v a="$(field "append-$1" rps)" -v ah="$(mean "$mid" "$after")" \
+      -v f="$(field "floor-append-$1" rps)" -v fh="$(mean "floor-$mid" "floor-$after")" \
+      'BEGIN { if (ah > 0 && f > 0 && fh > 0) printf "%.0f%%", 100 * (a / ah) / (f / fh) }'
+  }
+  echo "annald's ratio to /health over the floor's: one hot ledger $(ratio_of hot health health-mid)," \
+    "64 ledgers $(ratio_of 64 health-mid health-after)"
+fi
