@@ -34,8 +34,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("records");
 /// Appends waiting for the committer; a full queue answers 503.
 const QUEUE_MAX: usize = 4096;
-/// Most appends in one transaction.
-const BATCH_MAX: usize = 1024;
+/// Most appends in one transaction (annald's store: 512 writes).
+const BATCH_MAX: usize = 512;
 /// Largest body accepted.
 const BODY_BYTES_MAX: u64 = 1 << 20;
 /// Connections served at once; more wait in the kernel's backlog.
@@ -131,7 +131,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::args_os().nth(1).ok_or("usage: bare-append NEW_DATA_DIR")?;
     std::fs::create_dir_all(&dir)?;
     // As annald does: mimalloc asks for huge pages that then get zeroed whole.
-    nix::sys::prctl::set_thp_disable(true)?;
+    if let Err(e) = nix::sys::prctl::set_thp_disable(true) {
+        eprintln!("cannot turn off transparent huge pages: {e}");
+    }
     // Seqs are counted in memory from zero: always a new database.
     let path = std::path::Path::new(&dir).join("bare.redb");
     if path.exists() {
@@ -161,7 +163,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(CONNECTIONS_MAX));
         loop {
             let permit = permits.clone().acquire_owned().await?;
-            let (stream, _) = listener.accept().await?;
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // As annald does: EMFILE and friends pass.
+                    eprintln!("accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
             let _ = stream.set_nodelay(true);
             let conn = builder.serve_connection(
                 TokioIo::new(stream),
