@@ -29,7 +29,9 @@ target_dir=${CARGO_TARGET_DIR:-$root/target}
 command -v wrk >/dev/null || { echo "wrk not found: apt-get install -y wrk" >&2; exit 2; }
 command -v curl >/dev/null || { echo "curl not found" >&2; exit 2; }
 
-(cd "$root" && cargo build --release --locked -p annal-daemon --bin annald -p annal-bench --bin bare-append)
+bins=(-p annal-daemon --bin annald)
+((floor)) && bins+=(-p annal-bench --bin bare-append)
+(cd "$root" && cargo build --release --locked "${bins[@]}")
 annald="$target_dir/release/annald"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/annal-http-bench.XXXXXX")
@@ -197,13 +199,14 @@ if ((floor)); then
   row floor-health-mid "floor: GET /health" "$connections"
   row floor-append-64 "floor: append, 64 ledgers" "$connections" "$(mean floor-health-mid floor-health-after)"
   row floor-health-after "floor: GET /health" "$connections"
-  # ratio_of SHAPE: annald's ratio for SHAPE over the floor's.
-  ratio_of() {
-    local mid=$2 after=$3
-    awk -v a="$(field "append-$1" rps)" -v ah="$(mean "$mid" "$after")" \
-      -v f="$(field "floor-append-$1" rps)" -v fh="$(mean "floor-$mid" "floor-$after")" \
-      'BEGIN { if (ah > 0 && f > 0 && fh > 0) printf "%.0f%%", 100 * (a / ah) / (f / fh) }'
+  # Each server's /health costs differently (annald's carries request ids,
+  # timeouts and more headers), so compare the append rates themselves.
+  # of_floor SHAPE MID AFTER: annald's rate for SHAPE over the floor's, and
+  # what 35% of annald's /health (the issue's target) is of the floor's rate.
+  of_floor() {
+    awk -v a="$(field "append-$1" rps)" -v ah="$(mean "$2" "$3")" -v f="$(field "floor-append-$1" rps)" \
+      'BEGIN { if (f > 0) printf "%.0f%% (the target: %.0f%%)", 100 * a / f, 100 * 0.35 * ah / f }'
   }
-  echo "annald's ratio to /health over the floor's: one hot ledger $(ratio_of hot health health-mid)," \
-    "64 ledgers $(ratio_of 64 health-mid health-after)"
+  echo "annald's append rate over the floor's: one hot ledger $(of_floor hot health health-mid)," \
+    "64 ledgers $(of_floor 64 health-mid health-after)"
 fi
