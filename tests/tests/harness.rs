@@ -165,6 +165,16 @@ impl Daemon {
         request(self.addr, method, path, &headers, &bytes)
     }
 
+    /// The value of one `/metrics` series (its name with its labels), if
+    /// the daemon reports it.
+    pub fn metric(&self, series: &str) -> Option<u64> {
+        let r = self.call("GET", "/metrics", &self.admin_key(), None);
+        assert_eq!(r.status, 200, "GET /metrics");
+        let text = String::from_utf8_lossy(&r.body).into_owned();
+        let prefix = format!("{series} ");
+        text.lines().find_map(|l| l.strip_prefix(prefix.as_str())).map(|n| n.parse().expect("a count"))
+    }
+
     /// Creates a tenant and issues it a key; returns the key.
     pub fn tenant_with_key(&self, tenant: &str) -> String {
         let admin = self.admin_key();

@@ -179,19 +179,11 @@ fn index_passes_run_on_threads_of_their_own_at_low_priority_first() {
     assert_eq!(thread_nice(d.pid(), "annal-committer"), vec![own]);
     // Once the event writer has recorded the admin calls too, nothing is
     // behind.
-    poll("index lag 0", || json!(metric(&d, "annal_index_lag_records")), |v| *v == json!(0));
+    poll("index lag 0", || json!(d.metric("annal_index_lag_records")), |v| *v == json!(0));
     // Never that far behind here: every pass ran at low priority.
-    let low = metric(&d, "annal_index_passes_total{priority=\"low\"}");
-    let normal = metric(&d, "annal_index_passes_total{priority=\"normal\"}");
+    let low = d.metric("annal_index_passes_total{priority=\"low\"}");
+    let normal = d.metric("annal_index_passes_total{priority=\"normal\"}");
     assert!(low.is_some_and(|n| n > 0) && normal == Some(0), "low {low:?}, normal {normal:?}");
-}
-
-/// The value of one `/metrics` series (name with its labels), if present.
-fn metric(d: &Daemon, series: &str) -> Option<u64> {
-    let r = d.call("GET", "/metrics", &d.admin_key(), None);
-    let text = String::from_utf8_lossy(&r.body).into_owned();
-    let prefix = format!("{series} ");
-    text.lines().find_map(|l| l.strip_prefix(prefix.as_str())).map(|n| n.parse().expect("a count"))
 }
 
 /// A record's children past what one answer lists (`LINEAGE_NODES_MAX`,

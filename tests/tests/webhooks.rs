@@ -432,9 +432,7 @@ fn a_suspended_tenant_gets_no_deliveries_until_resumed() {
     // FAST_RETRIES gives up after 3 attempts: five holds would have been
     // two give-ups had they counted.
     let metric = |outcome: &str| -> u64 {
-        let text = text(&d.call("GET", "/metrics", &admin, None));
-        let line = format!("annal_webhook_deliveries_total{{outcome=\"{outcome}\"}} ");
-        text.lines().find_map(|l| l.strip_prefix(line.as_str())).and_then(|v| v.parse().ok()).unwrap_or(0)
+        d.metric(&format!("annal_webhook_deliveries_total{{outcome=\"{outcome}\"}}")).unwrap_or(0)
     };
     let deadline = std::time::Instant::now() + DELIVERY_WAIT_MAX;
     while metric("held") < 5 {
